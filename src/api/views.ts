@@ -1,0 +1,85 @@
+/**
+ * JSON shapes served by the admin HTTP API (`/api/v1/...`). These are a public contract:
+ * the web page, tests and users' scripts read them. Add fields; never rename or remove one.
+ */
+
+export type RemoteConfigState = 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED';
+export type Transport = 'websocket' | 'http';
+
+export interface ComponentHealthView {
+  healthy: boolean;
+  status: string;
+  lastError: string;
+  /** Nanoseconds since the epoch, as a decimal string (exceeds 2^53). "0" when unknown. */
+  startTimeUnixNano: string;
+  statusTimeUnixNano: string;
+  componentHealthMap: Record<string, ComponentHealthView>;
+}
+
+export interface AgentView {
+  /** Canonical UUID string of the 16-byte instance_uid. */
+  instanceUid: string;
+  transport: Transport;
+  connected: boolean;
+  /** ISO-8601 times. */
+  firstSeen: string;
+  lastSeen: string;
+  sequenceNum: string;
+  capabilities: { raw: number; names: string[] };
+  description: {
+    identifying: Record<string, unknown>;
+    nonIdentifying: Record<string, unknown>;
+  } | null;
+  /** The labels used to select Collectors: in standalone mode, the agent's attributes flattened to strings. */
+  labels: Record<string, string>;
+  health: ComponentHealthView | null;
+  /** Effective config as reported by the agent: file name → body (UTF-8) and content type. */
+  effectiveConfig: Record<string, { body: string; contentType: string }> | null;
+  remoteConfig: {
+    /** Hex sha256 of what the bridge wants this agent to run; null when no Collector matches. */
+    desiredHash: string | null;
+    /** Collectors merged into the desired config, in merge order ("namespace/name"). */
+    collectors: string[];
+    /** Hex of the agent's `last_remote_config_hash`; null when it never reported one. */
+    reportedHash: string | null;
+    status: RemoteConfigState;
+    errorMessage: string;
+    /** True when reportedHash equals desiredHash and status is APPLIED. */
+    inSync: boolean;
+  };
+  packageStatuses: unknown | null;
+  availableComponents: unknown | null;
+  customCapabilities: string[];
+}
+
+export interface FailingAgentView {
+  instanceUid: string;
+  /** Pod (namespace/name) in Kubernetes mode, host name or uid in standalone mode. */
+  name: string;
+  message: string;
+}
+
+export interface CollectorStatusCounts {
+  matched: number;
+  connected: number;
+  applied: number;
+  applying: number;
+  failed: number;
+  healthy: number;
+  unhealthy: number;
+}
+
+export interface CollectorView {
+  namespace: string;
+  name: string;
+  /** The manifest file in standalone mode. */
+  source: string | null;
+  generation: number;
+  priority: number;
+  valid: boolean;
+  /** Human-readable problems when valid is false. */
+  issues: string[];
+  /** Hex sha256 of this Collector's own rendered config (its contribution, before merging). */
+  configHash: string | null;
+  status: CollectorStatusCounts & { failing: FailingAgentView[] };
+}

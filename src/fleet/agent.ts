@@ -1,0 +1,92 @@
+import type { RenderedConfig } from '../render/index.js';
+import type {
+  AgentDescription,
+  AnyValue,
+  ComponentHealth,
+  KeyValue,
+} from '../opamp/messages.js';
+import type { ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
+import { toDecimalString } from '../opamp/messages.js';
+import type { AgentConnection } from '../opamp/connection.js';
+
+export type { AgentConnection };
+
+/** Everything the server knows about one agent instance (keyed by its instance_uid). */
+export interface AgentRecord {
+  uid: string;
+  uidBytes: Uint8Array;
+  transport: Transport;
+  connected: boolean;
+  connection: AgentConnection | null;
+  firstSeen: number;
+  lastSeen: number;
+  lastSeq: bigint | null;
+  capabilities: number;
+  description: { identifying: Record<string, unknown>; nonIdentifying: Record<string, unknown> } | null;
+  labels: Record<string, string>;
+  namespace: string;
+  health: ComponentHealthView | null;
+  effectiveConfig: Record<string, { body: string; contentType: string }> | null;
+  reported: { hash: string | null; status: RemoteConfigState; errorMessage: string };
+  packageStatuses: unknown | null;
+  availableComponents: unknown | null;
+  customCapabilities: string[];
+  /** What the agent should run; null when nothing matches it (nothing is sent then). */
+  desired: RenderedConfig | null;
+  /** Last remote config sent: hash and when, and on which connection. */
+  offered: { hash: string; at: number; connectionId: number | null } | null;
+  /** A desired hash the agent reported FAILED: never re-pushed automatically. Cleared when desired changes. */
+  failedHash: string | null;
+  /** Hash of the connection settings offered to this agent instance, and on which connection. */
+  offeredSettings: { hash: string; connectionId: number | null } | null;
+}
+
+export function anyValueToJs(v: AnyValue | null | undefined): unknown {
+  if (!v) return null;
+  if (v.stringValue != null) return v.stringValue;
+  if (v.boolValue != null) return v.boolValue;
+  if (v.intValue != null) return typeof v.intValue === 'number' ? v.intValue : v.intValue.toString();
+  if (v.doubleValue != null) return v.doubleValue;
+  if (v.arrayValue != null) return (v.arrayValue.values ?? []).map(anyValueToJs);
+  if (v.kvlistValue != null) return keyValuesToObject(v.kvlistValue.values ?? []);
+  if (v.bytesValue != null) return Buffer.from(v.bytesValue).toString('base64');
+  return null;
+}
+
+export function keyValuesToObject(kvs: readonly KeyValue[] | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const kv of kvs ?? []) if (kv.key != null) out[kv.key] = anyValueToJs(kv.value);
+  return out;
+}
+
+export function describe(d: AgentDescription): NonNullable<AgentRecord['description']> {
+  return {
+    identifying: keyValuesToObject(d.identifyingAttributes),
+    nonIdentifying: keyValuesToObject(d.nonIdentifyingAttributes),
+  };
+}
+
+/** Attributes flattened to label strings; identifying attributes win over non-identifying ones. */
+export function labelsOf(desc: AgentRecord['description']): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (!desc) return labels;
+  for (const src of [desc.nonIdentifying, desc.identifying]) {
+    for (const [k, v] of Object.entries(src)) {
+      labels[k] = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    }
+  }
+  return labels;
+}
+
+export function healthView(h: ComponentHealth): ComponentHealthView {
+  const map: Record<string, ComponentHealthView> = {};
+  for (const [k, v] of Object.entries(h.componentHealthMap ?? {})) map[k] = healthView(v);
+  return {
+    healthy: !!h.healthy,
+    status: h.status ?? '',
+    lastError: h.lastError ?? '',
+    startTimeUnixNano: toDecimalString(h.startTimeUnixNano),
+    statusTimeUnixNano: toDecimalString(h.statusTimeUnixNano),
+    componentHealthMap: map,
+  };
+}

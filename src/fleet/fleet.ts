@@ -1,0 +1,467 @@
+/**
+ * The agent registry and the OpAMP session rules: one record per instance_uid, what to store
+ * from each AgentToServer, and what each ServerToAgent carries (full-state requests, remote
+ * config, connection settings). Transport-agnostic: WebSocket and HTTP call the same methods.
+ * Pure logic apart from the injected clock, logger and metrics; no sockets, no Kubernetes.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  AgentCapabilities,
+  AgentToServerFlags,
+  RemoteConfigStatusNames,
+  SERVER_CAPABILITIES,
+  ServerErrorResponseType,
+  ServerToAgentFlags,
+  capabilityNames,
+  hasBit,
+  toNumber,
+  type AgentToServer,
+  type ServerToAgentProps,
+} from '../opamp/messages.js';
+import { newUuidV7, uidToString } from '../opamp/uid.js';
+import type { DesiredState, RenderedConfig } from '../render/index.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { AgentView, RemoteConfigState } from '../api/views.js';
+import { describe, healthView, keyValuesToObject, labelsOf, type AgentConnection, type AgentRecord } from './agent.js';
+
+export interface FleetOptions {
+  logger: Logger;
+  metrics: Metrics;
+  /** Offered to agents that accept OpAMP connection settings (and their HTTP poll interval). Seconds; default 30. */
+  heartbeatIntervalSeconds?: number;
+  /** An HTTP agent silent for this long is marked disconnected. Default 3 heartbeats + 10 s. */
+  offlineAfterMs?: number;
+  /** A disconnected agent's record is forgotten after this long. Default 15 minutes. */
+  retainDisconnectedMs?: number;
+  /** The same remote config is offered again on one connection only after this long. Default 60 s. */
+  offerRetryMs?: number;
+  /** New agents beyond this count are refused with UNAVAILABLE. Default 20,000. */
+  maxAgents?: number;
+  /** The namespace of agents that do not report `k8s.namespace.name`. Default "default". */
+  defaultNamespace?: string;
+  now?: () => number;
+}
+
+const NAMESPACE_ATTRIBUTE = 'k8s.namespace.name';
+
+export class Fleet {
+  readonly #agents = new Map<string, AgentRecord>();
+  /** uids seen on each live WebSocket connection, to forget them when it closes (OpAMP §AgentDisconnect). */
+  readonly #byConnection = new Map<number, Set<string>>();
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics'>>;
+  #desired: DesiredState | null = null;
+  readonly #listeners = new Set<() => void>();
+
+  constructor(opts: FleetOptions) {
+    const heartbeat = opts.heartbeatIntervalSeconds ?? 30;
+    if (!(heartbeat > 0)) throw new TypeError('heartbeatIntervalSeconds must be > 0: 0 turns heartbeats off in Go clients');
+    this.#log = opts.logger;
+    this.#metrics = opts.metrics;
+    this.#opts = {
+      heartbeatIntervalSeconds: heartbeat,
+      offlineAfterMs: opts.offlineAfterMs ?? heartbeat * 3000 + 10_000,
+      retainDisconnectedMs: opts.retainDisconnectedMs ?? 15 * 60_000,
+      offerRetryMs: opts.offerRetryMs ?? 60_000,
+      maxAgents: opts.maxAgents ?? 20_000,
+      defaultNamespace: opts.defaultNamespace ?? 'default',
+      now: opts.now ?? Date.now,
+    };
+  }
+
+  /** Called (synchronously, cheaply) after any change of agent state; consumers debounce. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#listeners) fn();
+  }
+
+  get size(): number {
+    return this.#agents.size;
+  }
+
+  get(uid: string): AgentRecord | undefined {
+    return this.#agents.get(uid);
+  }
+
+  records(): IterableIterator<AgentRecord> {
+    return this.#agents.values();
+  }
+
+  /**
+   * Handles one AgentToServer and returns the ServerToAgent to answer it with (OpAMP: the server
+   * answers every message). For WebSocket the caller sends it; for HTTP it is the response body.
+   */
+  handleMessage(conn: AgentConnection, msg: AgentToServer): ServerToAgentProps {
+    const now = this.#opts.now();
+    this.#metrics.messagesReceived.inc({ transport: conn.transport });
+    const uidBytes = msg.instanceUid ?? new Uint8Array();
+    if (uidBytes.length !== 16) {
+      this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_BAD_INSTANCE_UID' });
+      this.#log.warn({ transport: conn.transport, uidLength: uidBytes.length }, 'Refused message with an instance_uid that is not 16 bytes');
+      return errorResponse(uidBytes, ServerErrorResponseType.BadRequest, `instance_uid must be 16 bytes, got ${uidBytes.length}`);
+    }
+    let uid = uidToString(uidBytes);
+    let rec = this.#agents.get(uid);
+    const seq = BigInt(msg.sequenceNum?.toString() ?? '0');
+    const flags = toNumber(msg.flags);
+    const response: ServerToAgentProps = { instanceUid: uidBytes, capabilities: SERVER_CAPABILITIES };
+    let fullState = false;
+    const isNew = !rec;
+
+    if (!rec) {
+      if (this.#agents.size >= this.#opts.maxAgents) {
+        this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_OVERLOADED' });
+        return {
+          instanceUid: uidBytes,
+          errorResponse: {
+            type: ServerErrorResponseType.Unavailable,
+            errorMessage: `this server serves at most ${this.#opts.maxAgents} agents`,
+            retryInfo: { retryAfterNanoseconds: 30_000_000_000 },
+          },
+        };
+      }
+      rec = this.#newRecord(uid, uidBytes, conn, now);
+      this.#agents.set(uid, rec);
+      // OpAMP §sequence_num: a server with no state for the agent (new, or we restarted) asks for
+      // full state, unless this is plainly a fresh agent's first, complete report.
+      fullState = !(seq === 0n && msg.agentDescription != null);
+      this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent connected');
+    } else {
+      if (rec.connection && rec.connection.id !== conn.id && rec.connected && !hasBit(flags, AgentToServerFlags.RequestInstanceUid)) {
+        // Two live connections claim one instance_uid: the newest wins.
+        const old = rec.connection;
+        this.#detach(old.id, uid);
+        if (old.close) {
+          this.#log.warn({ instanceUid: uid, oldConnection: old.id, newConnection: conn.id }, 'Closed older connection of an agent that connected again');
+          old.close(1008, 'replaced by a newer connection for this instance_uid');
+        }
+      }
+      fullState = rec.lastSeq === null || seq !== rec.lastSeq + 1n;
+      if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
+    }
+
+    rec.lastSeq = seq;
+    rec.lastSeen = now;
+    rec.capabilities = toNumber(msg.capabilities);
+    rec.transport = conn.transport;
+    rec.connection = conn;
+    rec.connected = true;
+    if (conn.send) this.#attach(conn.id, uid);
+
+    let descriptionChanged = false;
+    if (msg.agentDescription != null) {
+      rec.description = describe(msg.agentDescription);
+      const labels = labelsOf(rec.description);
+      const ns = labels[NAMESPACE_ATTRIBUTE] ?? this.#opts.defaultNamespace;
+      descriptionChanged = JSON.stringify(labels) !== JSON.stringify(rec.labels) || ns !== rec.namespace;
+      rec.labels = labels;
+      rec.namespace = ns;
+    }
+    if (msg.health != null) rec.health = healthView(msg.health);
+    if (msg.effectiveConfig != null) {
+      const files: Record<string, { body: string; contentType: string }> = {};
+      for (const [k, f] of Object.entries(msg.effectiveConfig.configMap?.configMap ?? {})) {
+        files[k] = { body: Buffer.from(f.body ?? new Uint8Array()).toString('utf8'), contentType: f.contentType ?? '' };
+      }
+      rec.effectiveConfig = files;
+    }
+    if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus);
+    if (msg.packageStatuses != null) rec.packageStatuses = packageStatusesView(msg.packageStatuses);
+    if (msg.availableComponents != null) rec.availableComponents = availableComponentsView(msg.availableComponents);
+    if (msg.customCapabilities != null) rec.customCapabilities = [...(msg.customCapabilities.capabilities ?? [])];
+
+    if (hasBit(flags, AgentToServerFlags.RequestInstanceUid)) {
+      const fresh = newUuidV7(now);
+      const newUid = uidToString(fresh);
+      this.#agents.delete(uid);
+      this.#detach(conn.id, uid);
+      rec.uid = newUid;
+      rec.uidBytes = fresh;
+      this.#agents.set(newUid, rec);
+      if (conn.send) this.#attach(conn.id, newUid);
+      response.agentIdentification = { newInstanceUid: fresh };
+      this.#log.info({ instanceUid: uid, newInstanceUid: newUid }, 'Assigned a new instance_uid at the agent\'s request');
+      uid = newUid;
+    }
+
+    if (msg.agentDisconnect != null) {
+      this.#disconnect(rec, now);
+      this.#log.info({ instanceUid: uid }, 'Agent disconnected');
+      this.#changed();
+      return response;
+    }
+
+    if (descriptionChanged || isNew) this.#computeDesired(rec);
+    if (fullState) response.flags = ServerToAgentFlags.ReportFullState;
+    // After asking for full state, wait for the agent's config status before offering config, so
+    // an agent that already runs the desired config is not sent it again.
+    const knowsReported = msg.remoteConfigStatus != null || !fullState;
+    if (knowsReported) this.#maybeAddRemoteConfig(rec, conn, response, now);
+    this.#maybeAddConnectionSettings(rec, conn, response, seq === 0n || fullState);
+    this.#metrics.messagesSent.inc({ transport: conn.transport });
+    this.#changed();
+    return response;
+  }
+
+  /** A WebSocket closed: every agent last seen on it is disconnected (OpAMP §AgentDisconnect). */
+  connectionClosed(conn: AgentConnection): void {
+    const uids = this.#byConnection.get(conn.id);
+    this.#byConnection.delete(conn.id);
+    if (!uids) return;
+    const now = this.#opts.now();
+    for (const uid of uids) {
+      const rec = this.#agents.get(uid);
+      if (rec && rec.connection?.id === conn.id) {
+        this.#disconnect(rec, now);
+        this.#log.info({ instanceUid: uid }, 'Agent connection closed');
+      }
+    }
+    this.#changed();
+  }
+
+  /**
+   * Installs a new desired state and pushes, over WebSocket, every config that changed; HTTP agents
+   * get theirs in the response to their next poll. Level-triggered: recomputes every agent.
+   */
+  setDesiredState(state: DesiredState): void {
+    const end = this.#metrics.renderDuration.startTimer();
+    this.#desired = state;
+    const now = this.#opts.now();
+    let pushed = 0;
+    for (const rec of this.#agents.values()) {
+      const before = rec.desired?.hashHex ?? null;
+      this.#computeDesired(rec);
+      if ((rec.desired?.hashHex ?? null) === before) continue;
+      const conn = rec.connection;
+      if (!rec.connected || !conn?.send) continue;
+      const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
+      if (this.#maybeAddRemoteConfig(rec, conn, msg, now)) {
+        conn.send(msg);
+        this.#metrics.messagesSent.inc({ transport: conn.transport });
+        pushed++;
+      }
+    }
+    end();
+    if (pushed > 0) this.#log.info({ pushed }, 'Pushed remote config to connected agents');
+    this.#changed();
+  }
+
+  /** Marks silent HTTP agents disconnected and forgets long-disconnected agents. Call periodically. */
+  sweep(): void {
+    const now = this.#opts.now();
+    let changed = false;
+    for (const [uid, rec] of this.#agents) {
+      if (rec.connected && rec.transport === 'http' && now - rec.lastSeen > this.#opts.offlineAfterMs) {
+        this.#disconnect(rec, now);
+        this.#log.info({ instanceUid: uid }, 'HTTP agent stopped polling; marked disconnected');
+        changed = true;
+      } else if (!rec.connected && now - rec.lastSeen > this.#opts.retainDisconnectedMs) {
+        this.#agents.delete(uid);
+        changed = true;
+      }
+    }
+    if (changed) this.#changed();
+  }
+
+  /** Refreshes the gauges derived from the registry (call before a metrics scrape). */
+  updateGauges(): void {
+    const connected = { websocket: 0, http: 0 };
+    const states = { applied: 0, applying: 0, failed: 0, none: 0 };
+    for (const rec of this.#agents.values()) {
+      if (rec.connected) connected[rec.transport]++;
+      states[configState(rec)]++;
+    }
+    for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
+    for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
+  }
+
+  view(rec: AgentRecord): AgentView {
+    const desiredHash = rec.desired && rec.desired.issues.length === 0 ? rec.desired.hashHex : null;
+    return {
+      instanceUid: rec.uid,
+      transport: rec.transport,
+      connected: rec.connected,
+      firstSeen: new Date(rec.firstSeen).toISOString(),
+      lastSeen: new Date(rec.lastSeen).toISOString(),
+      sequenceNum: rec.lastSeq === null ? '0' : rec.lastSeq.toString(),
+      capabilities: { raw: rec.capabilities, names: capabilityNames(rec.capabilities) },
+      description: rec.description,
+      labels: rec.labels,
+      health: rec.health,
+      effectiveConfig: rec.effectiveConfig,
+      remoteConfig: {
+        desiredHash,
+        collectors: rec.desired?.collectors ?? [],
+        reportedHash: rec.reported.hash,
+        status: rec.reported.status,
+        errorMessage: rec.reported.errorMessage,
+        inSync: desiredHash !== null && rec.reported.hash === desiredHash && rec.reported.status === 'APPLIED',
+      },
+      packageStatuses: rec.packageStatuses,
+      availableComponents: rec.availableComponents,
+      customCapabilities: rec.customCapabilities,
+    };
+  }
+
+  #newRecord(uid: string, uidBytes: Uint8Array, conn: AgentConnection, now: number): AgentRecord {
+    return {
+      uid,
+      uidBytes: new Uint8Array(uidBytes),
+      transport: conn.transport,
+      connected: true,
+      connection: conn,
+      firstSeen: now,
+      lastSeen: now,
+      lastSeq: null,
+      capabilities: 0,
+      description: null,
+      labels: {},
+      namespace: this.#opts.defaultNamespace,
+      health: null,
+      effectiveConfig: null,
+      reported: { hash: null, status: 'UNSET', errorMessage: '' },
+      packageStatuses: null,
+      availableComponents: null,
+      customCapabilities: [],
+      desired: null,
+      offered: null,
+      failedHash: null,
+      offeredSettings: null,
+    };
+  }
+
+  #computeDesired(rec: AgentRecord): void {
+    const next: RenderedConfig | null = this.#desired && rec.description ? this.#desired.forAgent(rec.namespace, rec.labels) : null;
+    if ((next?.hashHex ?? null) !== (rec.desired?.hashHex ?? null)) {
+      // A new desired config: the previous failure no longer stands in its way.
+      rec.failedHash = null;
+    }
+    rec.desired = next;
+  }
+
+  #recordConfigStatus(rec: AgentRecord, s: NonNullable<AgentToServer['remoteConfigStatus']>): void {
+    const hash = s.lastRemoteConfigHash && s.lastRemoteConfigHash.length > 0 ? Buffer.from(s.lastRemoteConfigHash).toString('hex') : null;
+    const status: RemoteConfigState = RemoteConfigStatusNames[s.status ?? 0] ?? 'UNSET';
+    const wasFailed = rec.reported.status === 'FAILED' && rec.reported.hash === hash;
+    rec.reported = { hash, status, errorMessage: s.errorMessage ?? '' };
+    if (status === 'FAILED' && hash !== null) {
+      // Never re-push automatically a config the agent reported FAILED.
+      if (rec.desired && hash === rec.desired.hashHex) rec.failedHash = hash;
+      if (!wasFailed) {
+        this.#metrics.configApplyFailures.inc();
+        this.#log.warn({ instanceUid: rec.uid, configHash: hash, error: rec.reported.errorMessage }, 'Agent failed to apply remote config');
+      }
+    }
+  }
+
+  /** Adds `remote_config` when the agent accepts config, lacks the desired one, and it is not a known failure. */
+  #maybeAddRemoteConfig(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number): boolean {
+    const d = rec.desired;
+    if (!d || d.issues.length > 0) return false;
+    if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return false;
+    if (rec.reported.hash === d.hashHex) return false;
+    if (rec.failedHash === d.hashHex) return false;
+    const connectionId = conn.send ? conn.id : null;
+    const o = rec.offered;
+    if (o && o.hash === d.hashHex && o.connectionId === connectionId && now - o.at < this.#opts.offerRetryMs) return false;
+    msg.remoteConfig = {
+      config: { configMap: { '': { body: d.body, contentType: d.contentType } } },
+      configHash: d.hash,
+    };
+    rec.offered = { hash: d.hashHex, at: now, connectionId };
+    this.#metrics.configPushes.inc({ transport: conn.transport });
+    this.#log.info({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
+    return true;
+  }
+
+  /**
+   * Offers the heartbeat interval through ConnectionSettingsOffers.opamp to agents that accept it.
+   * The offer is always complete (endpoint, the agent's own Authorization header, a non-zero
+   * heartbeat): a partial offer resets fields in Go clients and the Supervisor.
+   */
+  #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean): void {
+    if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) return;
+    const headers = conn.authorization ? [{ key: 'Authorization', value: conn.authorization }] : [];
+    const opamp = {
+      destinationEndpoint: conn.endpoint,
+      headers: { headers },
+      heartbeatIntervalSeconds: this.#opts.heartbeatIntervalSeconds,
+    };
+    const hash = createHash('sha256')
+      .update(JSON.stringify([opamp.destinationEndpoint, headers, opamp.heartbeatIntervalSeconds]))
+      .digest();
+    const hashHex = hash.toString('hex');
+    if (rec.offeredSettings?.hash === hashHex && !agentMayHaveForgotten) return;
+    msg.connectionSettings = { hash, opamp };
+    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null };
+  }
+
+  #attach(connId: number, uid: string): void {
+    let set = this.#byConnection.get(connId);
+    if (!set) this.#byConnection.set(connId, (set = new Set()));
+    set.add(uid);
+  }
+
+  #detach(connId: number, uid: string): void {
+    this.#byConnection.get(connId)?.delete(uid);
+  }
+
+  #disconnect(rec: AgentRecord, now: number): void {
+    if (rec.connection) this.#detach(rec.connection.id, rec.uid);
+    rec.connected = false;
+    rec.connection = null;
+    rec.lastSeen = Math.max(rec.lastSeen, now);
+    // The offer was on a connection that is gone: a reconnect may need it again.
+    rec.offered = null;
+  }
+}
+
+/** Where an agent stands against its desired config. */
+export function configState(rec: AgentRecord): 'applied' | 'applying' | 'failed' | 'none' {
+  const d = rec.desired;
+  if (!d) return 'none';
+  if (d.issues.length > 0) return 'failed';
+  if (rec.failedHash === d.hashHex || (rec.reported.hash === d.hashHex && rec.reported.status === 'FAILED')) return 'failed';
+  if (rec.reported.hash === d.hashHex && rec.reported.status === 'APPLIED') return 'applied';
+  return 'applying';
+}
+
+function errorResponse(uid: Uint8Array, type: number, message: string): ServerToAgentProps {
+  return { instanceUid: uid, errorResponse: { type, errorMessage: message } };
+}
+
+function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>): unknown {
+  const packages: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(p.packages ?? {})) {
+    packages[name] = {
+      agentHasVersion: s.agentHasVersion ?? '',
+      serverOfferedVersion: s.serverOfferedVersion ?? '',
+      status: ['Installed', 'InstallPending', 'Installing', 'InstallFailed', 'Downloading'][s.status ?? 0] ?? String(s.status),
+      errorMessage: s.errorMessage ?? '',
+    };
+  }
+  return { packages, errorMessage: p.errorMessage ?? '' };
+}
+
+type ComponentDetails = { metadata?: Parameters<typeof keyValuesToObject>[0]; subComponentMap?: Record<string, ComponentDetails> | null };
+
+function componentsView(map: Record<string, ComponentDetails> | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(map ?? {})) {
+    out[k] = { metadata: keyValuesToObject(v.metadata), components: componentsView(v.subComponentMap) };
+  }
+  return out;
+}
+
+function availableComponentsView(a: NonNullable<AgentToServer['availableComponents']>): unknown {
+  return {
+    hash: a.hash ? Buffer.from(a.hash).toString('hex') : '',
+    components: componentsView(a.components as Record<string, ComponentDetails> | null | undefined),
+  };
+}

@@ -1,0 +1,18 @@
+import type { ServerToAgentProps } from './messages.js';
+
+export type TransportName = 'websocket' | 'http';
+
+/**
+ * How the server reaches an agent. A WebSocket connection can send at any time; an HTTP agent is
+ * reached only through the response to its next poll, so `send` is absent for it.
+ */
+export interface AgentConnection {
+  readonly id: number;
+  readonly transport: TransportName;
+  /** The URL the agent used to reach us (scheme, Host header, path): offered back in connection settings. */
+  readonly endpoint: string;
+  /** The Authorization header the agent connected with, echoed in connection-settings offers so the agent keeps it. */
+  readonly authorization?: string | undefined;
+  send?(msg: ServerToAgentProps): void;
+  close?(code: number, reason: string): void;
+}

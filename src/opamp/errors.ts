@@ -1,0 +1,44 @@
+/**
+ * Typed errors with stable codes (listed in docs/errors.md; a test checks the list).
+ * Bad input from a peer becomes one of these and fails only that connection or request.
+ */
+export class FleetbridgeError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'FleetbridgeError';
+    this.code = code;
+  }
+}
+
+/** A peer broke the OpAMP protocol. `wsCloseCode` is what to close a WebSocket with; `httpStatus` what to answer a POST with. */
+export class OpampProtocolError extends FleetbridgeError {
+  readonly wsCloseCode: number;
+  readonly httpStatus: number;
+  constructor(code: OpampErrorCode, message: string, wsCloseCode = 1002, httpStatus = 400) {
+    super(code, message);
+    this.name = 'OpampProtocolError';
+    this.wsCloseCode = wsCloseCode;
+    this.httpStatus = httpStatus;
+  }
+}
+
+export const OPAMP_ERROR_CODES = {
+  FB_OPAMP_BAD_HEADER: 'the WebSocket message header is not the varint 0',
+  FB_OPAMP_BAD_PROTOBUF: 'the message is not a valid AgentToServer protobuf',
+  FB_OPAMP_TEXT_FRAME: 'a text WebSocket frame was received; OpAMP uses binary frames only',
+  FB_OPAMP_TOO_LARGE: 'the message exceeds the configured maximum size',
+  FB_OPAMP_BAD_INSTANCE_UID: 'instance_uid is not 16 bytes',
+  FB_OPAMP_BAD_CONTENT_TYPE: 'an HTTP request without Content-Type application/x-protobuf',
+  FB_OPAMP_BAD_METHOD: 'an HTTP method other than POST, or GET with Upgrade: websocket',
+  FB_OPAMP_BAD_ENCODING: 'the request body could not be decompressed or has an unsupported Content-Encoding',
+  FB_OPAMP_OVERLOADED: 'the server refused the connection or request because a limit was reached',
+} as const;
+export type OpampErrorCode = keyof typeof OPAMP_ERROR_CODES;
+
+export const MANIFEST_ERROR_CODES = {
+  FB_MANIFEST_YAML: 'a manifest file is not valid YAML',
+  FB_MANIFEST_SCHEMA: 'a resource does not match the fleetbridge.dev/v1alpha1 schema',
+  FB_MANIFEST_DUPLICATE: 'two files define the same kind, namespace and name',
+  FB_CONFIG_INVALID: 'a collector config cannot be parsed or the merged config references undefined components',
+} as const;

@@ -1,0 +1,336 @@
+/**
+ * The OpAMP endpoint: one HTTP server, one path, both transports (OpAMP §Transports).
+ * `POST` with `Content-Type: application/x-protobuf` is the plain HTTP transport; `GET` with
+ * `Upgrade: websocket` is the WebSocket transport. Anything else on the path is refused with a
+ * logged reason. Bad input fails only its own connection or request.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { gunzip, gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { decodeAgentToServer, decodeWsMessage, encodeServerToAgent, encodeWsMessage } from './codec.js';
+import type { AgentConnection } from './connection.js';
+import { OpampProtocolError, type OpampErrorCode } from './errors.js';
+import type { AgentToServer, ServerToAgentProps } from './messages.js';
+
+const gunzipAsync = promisify(gunzip);
+const gzipAsync = promisify(gzip);
+export const PROTOBUF_CONTENT_TYPE = 'application/x-protobuf';
+
+export interface OpampHandler {
+  /** Returns the answer to the message. Never throws for bad peer input. */
+  handleMessage(conn: AgentConnection, msg: AgentToServer): ServerToAgentProps;
+  /** A WebSocket connection closed. */
+  connectionClosed(conn: AgentConnection): void;
+}
+
+export interface OpampServerOptions {
+  handler: OpampHandler;
+  logger: Logger;
+  /** Called for every refused frame or request, with its stable error code. */
+  onProtocolError?: (transport: 'websocket' | 'http', code: OpampErrorCode) => void;
+  /** URL path of the endpoint. Default "/v1/opamp". */
+  path?: string;
+  /** Which transports are served. Default both. */
+  transports?: ReadonlyArray<'websocket' | 'http'>;
+  /** Largest AgentToServer accepted, in bytes, after decompression. Default 16 MiB. WebSocket closes with 1009; HTTP answers 413. */
+  maxMessageBytes?: number;
+  /** WebSocket ping period in ms; a peer that has not answered the previous ping is terminated. Default 30,000. */
+  pingIntervalMs?: number;
+  /** Concurrent WebSocket connections beyond which upgrades get 503 + Retry-After. Default 19,000 (the fd limit here is 20,000). */
+  maxConnections?: number;
+  /** Seconds sent in Retry-After when refusing for load. Default 30. */
+  retryAfterSeconds?: number;
+  /** permessage-deflate; off by default (it costs 100+ KiB per connection). */
+  perMessageDeflate?: boolean;
+}
+
+interface WsState {
+  conn: AgentConnection;
+  alive: boolean;
+}
+
+export class OpampServer {
+  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError'>> & Pick<OpampServerOptions, 'onProtocolError'>;
+  readonly #http: Server;
+  readonly #wss: WebSocketServer;
+  readonly #sockets = new Map<WebSocket, WsState>();
+  #nextId = 1;
+  #pingTimer: NodeJS.Timeout | null = null;
+
+  constructor(opts: OpampServerOptions) {
+    this.#opts = {
+      path: '/v1/opamp',
+      transports: ['websocket', 'http'],
+      maxMessageBytes: 16 * 1024 * 1024,
+      pingIntervalMs: 30_000,
+      maxConnections: 19_000,
+      retryAfterSeconds: 30,
+      perMessageDeflate: false,
+      ...opts,
+    };
+    if (this.#opts.maxMessageBytes < 1) throw new TypeError('maxMessageBytes must be positive');
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      // +1: the varint header byte is not part of the AgentToServer.
+      maxPayload: this.#opts.maxMessageBytes + 1,
+      perMessageDeflate: this.#opts.perMessageDeflate,
+      clientTracking: false,
+    });
+    this.#http = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, (req, res) => {
+      this.#onRequest(req, res).catch((err: unknown) => {
+        this.#opts.logger.error({ err }, 'Unexpected error serving an OpAMP HTTP request');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    });
+    this.#http.on('upgrade', (req, socket, head) => this.#onUpgrade(req, socket, head));
+    this.#http.on('clientError', (err, socket) => {
+      this.#opts.logger.debug({ err: err.message }, 'Refused a malformed HTTP request');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<{ port: number; host: string }> {
+    return new Promise((resolve, reject) => {
+      this.#http.once('error', reject);
+      this.#http.listen(port, host, () => {
+        this.#http.off('error', reject);
+        const a = this.#http.address();
+        if (a && typeof a === 'object') resolve({ port: a.port, host: a.address });
+        else reject(new Error('no address'));
+      });
+      this.#pingTimer = setInterval(() => this.#pingAll(), this.#opts.pingIntervalMs);
+      this.#pingTimer.unref();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#pingTimer) clearInterval(this.#pingTimer);
+    for (const ws of this.#sockets.keys()) ws.close(1001, 'server shutting down');
+    const closing = new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    // Give peers a moment to complete the close handshake, then cut the rest.
+    await new Promise((r) => setTimeout(r, 200).unref());
+    for (const ws of this.#sockets.keys()) ws.terminate();
+    this.#http.closeAllConnections();
+    await closing;
+  }
+
+  #refuse(transport: 'websocket' | 'http', code: OpampErrorCode, reason: string, extra: Record<string, unknown> = {}): void {
+    this.#opts.onProtocolError?.(transport, code);
+    this.#opts.logger.warn({ transport, code, ...extra }, reason);
+  }
+
+  #pathOf(req: IncomingMessage): string {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    return q === -1 ? url : url.slice(0, q);
+  }
+
+  #endpoint(req: IncomingMessage, scheme: 'ws' | 'http'): string {
+    const tls = (req.socket as { encrypted?: boolean }).encrypted === true;
+    const host = req.headers.host ?? `${req.socket.localAddress}:${req.socket.localPort}`;
+    return `${scheme}${tls ? 's' : ''}://${host}${this.#opts.path}`;
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const reject = (status: number, text: string, headers: Record<string, string> = {}) => {
+      const lines = [`HTTP/1.1 ${status} ${text}`, 'Connection: close', 'Content-Length: 0', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+      socket.end(lines.join('\r\n') + '\r\n\r\n');
+    };
+    socket.on('error', () => socket.destroy());
+    if (this.#pathOf(req) !== this.#opts.path) return reject(404, 'Not Found');
+    if (!this.#opts.transports.includes('websocket')) {
+      this.#refuse('websocket', 'FB_OPAMP_BAD_METHOD', 'Refused WebSocket upgrade: the WebSocket transport is disabled');
+      return reject(405, 'Method Not Allowed');
+    }
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || req.method !== 'GET') {
+      this.#refuse('websocket', 'FB_OPAMP_BAD_METHOD', 'Refused an upgrade that is not a WebSocket GET');
+      return reject(400, 'Bad Request');
+    }
+    if (this.#sockets.size >= this.#opts.maxConnections) {
+      // opamp-go clients ignore ServerErrorResponse{UNAVAILABLE}; 503 + Retry-After on the upgrade slows them.
+      this.#refuse('websocket', 'FB_OPAMP_OVERLOADED', 'Refused WebSocket upgrade: connection limit reached', { limit: this.#opts.maxConnections });
+      return reject(503, 'Service Unavailable', { 'Retry-After': String(this.#opts.retryAfterSeconds) });
+    }
+    const endpoint = this.#endpoint(req, 'ws');
+    const authorization = req.headers.authorization;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization));
+  }
+
+  #onWebSocket(ws: WebSocket, endpoint: string, authorization: string | undefined): void {
+    const log = this.#opts.logger;
+    const id = this.#nextId++;
+    const conn: AgentConnection = {
+      id,
+      transport: 'websocket',
+      endpoint,
+      authorization,
+      send: (msg) => {
+        if (ws.readyState !== ws.OPEN) return;
+        ws.send(encodeWsMessage(msg), { binary: true });
+      },
+      close: (code, reason) => ws.close(code, reason),
+    };
+    const state: WsState = { conn, alive: true };
+    this.#sockets.set(ws, state);
+    ws.on('pong', () => {
+      state.alive = true;
+    });
+    ws.on('message', (data, isBinary) => {
+      state.alive = true;
+      if (!isBinary) {
+        this.#refuse('websocket', 'FB_OPAMP_TEXT_FRAME', 'Closed connection that sent a text frame', { connection: id });
+        ws.close(1003, 'OpAMP uses binary frames only');
+        return;
+      }
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      let msg: AgentToServer;
+      try {
+        msg = decodeWsMessage(buf);
+      } catch (err) {
+        if (err instanceof OpampProtocolError) {
+          this.#refuse('websocket', err.code as OpampErrorCode, 'Closed connection that sent a malformed message', { connection: id, error: err.message });
+          ws.close(err.wsCloseCode, err.message.slice(0, 120));
+          return;
+        }
+        log.error({ err, connection: id }, 'Unexpected error decoding an OpAMP message');
+        ws.close(1011, 'internal error');
+        return;
+      }
+      try {
+        conn.send!(this.#opts.handler.handleMessage(conn, msg));
+      } catch (err) {
+        // A bug of ours must cost one connection, never the process.
+        log.error({ err, connection: id }, 'Unexpected error handling an OpAMP message');
+        ws.close(1011, 'internal error');
+      }
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        this.#refuse('websocket', 'FB_OPAMP_TOO_LARGE', 'Closed connection that sent a message over the size limit', { connection: id, limit: this.#opts.maxMessageBytes });
+      } else {
+        this.#refuse('websocket', 'FB_OPAMP_BAD_PROTOBUF', 'WebSocket protocol error', { connection: id, error: err.message, wsCode: err.code });
+      }
+    });
+    ws.on('close', (code) => {
+      this.#sockets.delete(ws);
+      log.debug({ connection: id, code }, 'WebSocket closed');
+      this.#opts.handler.connectionClosed(conn);
+    });
+  }
+
+  #pingAll(): void {
+    for (const [ws, state] of this.#sockets) {
+      if (!state.alive) {
+        // No pong and no message for a whole interval: a half-open socket. OpAMP clients rely on
+        // heartbeats, and a dead peer must not hold its agent's record as connected.
+        this.#opts.logger.info({ connection: state.conn.id }, 'Terminated unresponsive WebSocket');
+        ws.terminate();
+        continue;
+      }
+      state.alive = false;
+      ws.ping();
+    }
+  }
+
+  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.#pathOf(req) !== this.#opts.path) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    const fail = (status: number, code: OpampErrorCode, message: string, headers: Record<string, string> = {}) => {
+      this.#refuse('http', code, 'Refused OpAMP HTTP request', { error: message, status });
+      req.resume();
+      res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close', ...headers }).end(message + '\n');
+    };
+    if (!this.#opts.transports.includes('http')) return fail(405, 'FB_OPAMP_BAD_METHOD', 'the HTTP transport is disabled');
+    if (req.method !== 'POST') return fail(405, 'FB_OPAMP_BAD_METHOD', `method ${req.method ?? ''} not allowed: POST an AgentToServer, or GET with Upgrade: websocket`, { Allow: 'POST, GET' });
+    const ctype = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (ctype !== PROTOBUF_CONTENT_TYPE) return fail(415, 'FB_OPAMP_BAD_CONTENT_TYPE', `Content-Type must be ${PROTOBUF_CONTENT_TYPE}`);
+    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (encoding !== 'identity' && encoding !== 'gzip') return fail(415, 'FB_OPAMP_BAD_ENCODING', `unsupported Content-Encoding ${encoding}`);
+    const limit = this.#opts.maxMessageBytes;
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > limit) return fail(413, 'FB_OPAMP_TOO_LARGE', `body exceeds ${limit} bytes`);
+
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, limit);
+    } catch (err) {
+      if ((err as Error).message === 'too large') return fail(413, 'FB_OPAMP_TOO_LARGE', `body exceeds ${limit} bytes`);
+      req.destroy();
+      return;
+    }
+    let body = raw;
+    if (encoding === 'gzip') {
+      try {
+        body = await gunzipAsync(raw, { maxOutputLength: limit });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+          return fail(413, 'FB_OPAMP_TOO_LARGE', `decompressed body exceeds ${limit} bytes`);
+        }
+        return fail(400, 'FB_OPAMP_BAD_ENCODING', `body is not valid gzip: ${(err as Error).message}`);
+      }
+    }
+    let msg: AgentToServer;
+    try {
+      msg = decodeAgentToServer(body);
+    } catch (err) {
+      if (err instanceof OpampProtocolError) return fail(err.httpStatus, err.code as OpampErrorCode, err.message);
+      throw err;
+    }
+    const conn: AgentConnection = {
+      id: this.#nextId++,
+      transport: 'http',
+      endpoint: this.#endpoint(req, 'http'),
+      authorization: req.headers.authorization,
+    };
+    const reply = this.#opts.handler.handleMessage(conn, msg);
+    let out = Buffer.from(encodeServerToAgent(reply));
+    const headers: Record<string, string> = { 'Content-Type': PROTOBUF_CONTENT_TYPE };
+    if (acceptsGzip(req.headers['accept-encoding'])) {
+      out = await gzipAsync(out);
+      headers['Content-Encoding'] = 'gzip';
+    }
+    headers['Content-Length'] = String(out.length);
+    res.writeHead(200, headers).end(out);
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        reject(new Error('too large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** True when Accept-Encoding allows gzip (q-values honoured: "gzip;q=0" refuses it). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(',') : header ?? '';
+  for (const part of value.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    if (name !== 'gzip' && name !== '*') continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}

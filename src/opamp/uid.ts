@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+
+const HEX = /^[0-9a-f]{32}$/;
+
+/** Canonical 8-4-4-4-12 UUID text of 16 bytes. */
+export function uidToString(b: Uint8Array): string {
+  const h = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Parses a canonical UUID or 32 hex digits; returns null for anything else. */
+export function parseUid(s: string): Uint8Array | null {
+  const h = s.toLowerCase().replace(/-/g, '');
+  if (!HEX.test(h)) return null;
+  if (s.includes('-') && !/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(s)) return null;
+  return new Uint8Array(Buffer.from(h, 'hex'));
+}
+
+/** A new UUIDv7 (RFC 9562): 48-bit ms timestamp, version 7, variant 10, random rest. */
+export function newUuidV7(now = Date.now()): Uint8Array {
+  const b = new Uint8Array(16);
+  b.set(randomBytes(10), 6);
+  let t = now;
+  for (let i = 5; i >= 0; i--) {
+    b[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  b[6] = 0x70 | (b[6]! & 0x0f);
+  b[8] = 0x80 | (b[8]! & 0x3f);
+  return b;
+}

@@ -1,0 +1,10 @@
+/**
+ * Rendering: selecting Collectors for an agent, merging them, validating and hashing the result.
+ * Pure functions; imports only schema types.
+ */
+export * from './select.js';
+export * from './merge.js';
+export * from './hash.js';
+export * from './validate.js';
+export * from './render.js';
+export * from './desired.js';

@@ -1,0 +1,95 @@
+import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from 'yaml';
+import type { LabelSelector } from '../schema/v1alpha1/index.js';
+import { configMapHash } from './hash.js';
+import { deepMerge, isPlainObject } from './merge.js';
+import { validateCollectorConfig } from './validate.js';
+
+export const CONFIG_CONTENT_TYPE = 'text/yaml';
+
+/** A Collector as the renderer needs it: validated metadata and its parsed config. */
+export interface CollectorInput {
+  namespace: string;
+  name: string;
+  generation: number;
+  /** Changes whenever selector, priority or config change (a content hash); keys render caches. */
+  revision: string;
+  priority: number;
+  selector: LabelSelector;
+  config: Record<string, unknown>;
+}
+
+export type ParseResult =
+  | { ok: true; config: Record<string, unknown>; warnings: string[] }
+  | { ok: false; issues: string[] };
+
+/**
+ * Parses a Collector's `spec.config` (YAML text or object) into a mapping and drops the
+ * sections the OpAMP Supervisor owns: its `opamp` extension. A pushed `extensions.opamp` would
+ * override what the Supervisor injects and can cut the agent off from us.
+ */
+export function parseCollectorConfig(config: string | Record<string, unknown>): ParseResult {
+  let value: unknown = config;
+  if (typeof config === 'string') {
+    try {
+      value = parseYaml(config, { prettyErrors: true, uniqueKeys: true, maxAliasCount: 100 });
+    } catch (err) {
+      const msg = err instanceof YAMLParseError ? err.message.split('\n')[0]! : String(err);
+      return { ok: false, issues: [`config is not valid YAML: ${msg}`] };
+    }
+  }
+  if (!isPlainObject(value)) return { ok: false, issues: ['config must be a YAML mapping (receivers, exporters, service, ...)'] };
+  const cfg = structuredClone(value);
+  const warnings: string[] = [];
+  const ext = cfg['extensions'];
+  if (isPlainObject(ext) && 'opamp' in ext) {
+    delete ext['opamp'];
+    warnings.push('extensions.opamp is owned by the OpAMP Supervisor and was left out of the pushed config');
+  }
+  const svc = cfg['service'];
+  if (isPlainObject(svc) && Array.isArray(svc['extensions']) && svc['extensions'].includes('opamp')) {
+    svc['extensions'] = svc['extensions'].filter((e) => e !== 'opamp');
+    warnings.push('service.extensions "opamp" is owned by the OpAMP Supervisor and was left out of the pushed config');
+  }
+  const issues = validateCollectorConfig(cfg);
+  // A Collector may lean on components another Collector defines (an overlay), so dangling
+  // references are judged on the merged config; structural errors are the Collector's own.
+  const structural = issues.filter((i) => !i.includes('which is not defined'));
+  if (structural.length > 0) return { ok: false, issues: structural };
+  return { ok: true, config: cfg, warnings };
+}
+
+/** Merge order: ascending priority, then namespace/name; later entries win. */
+export function compareCollectors(a: CollectorInput, b: CollectorInput): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  const ka = `${a.namespace}/${a.name}`;
+  const kb = `${b.namespace}/${b.name}`;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+export interface RenderedConfig {
+  /** Collectors merged, in merge order ("namespace/name"). */
+  collectors: string[];
+  /** Problems of the merged config; when non-empty nothing is pushed. */
+  issues: string[];
+  body: Buffer;
+  contentType: string;
+  hash: Buffer;
+  hashHex: string;
+}
+
+/** Merges collectors (already in merge order) into one config file and hashes it. */
+export function renderMerged(ordered: readonly CollectorInput[]): RenderedConfig {
+  let merged: unknown = {};
+  for (const c of ordered) merged = deepMerge(merged, c.config);
+  const issues = validateCollectorConfig(merged);
+  const body = Buffer.from(stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
+  const hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
+  return {
+    collectors: ordered.map((c) => `${c.namespace}/${c.name}`),
+    issues,
+    body,
+    contentType: CONFIG_CONTENT_TYPE,
+    hash,
+    hashHex: hash.toString('hex'),
+  };
+}

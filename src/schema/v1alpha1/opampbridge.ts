@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta } from './common.js';
+
+export const OpAMPBridgeSpec = z
+  .object({
+    endpoint: z
+      .object({
+        port: z.number().int().min(1).max(65535).default(4320),
+        path: z.string().regex(/^\//, { message: 'must start with /' }).default('/v1/opamp'),
+      })
+      .strict()
+      .default({ port: 4320, path: '/v1/opamp' }),
+    transports: z
+      .array(z.enum(['websocket', 'http']))
+      .min(1)
+      .default(['websocket', 'http']),
+    /** Offered to agents that accept OpAMP connection settings; also their HTTP poll interval. Seconds, > 0. */
+    heartbeatIntervalSeconds: z.number().int().min(1).max(3600).default(30),
+    /** Namespaces whose Collectors and agents this bridge serves; default: its own. */
+    namespaceSelector: LabelSelector.optional(),
+    limits: z
+      .object({
+        maxAgents: z.number().int().min(1).default(20000),
+        /** Largest AgentToServer accepted, in bytes (after decompression). */
+        maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      })
+      .strict()
+      .default({ maxAgents: 20000, maxMessageBytes: 16 * 1024 * 1024 }),
+  })
+  .strict();
+export type OpAMPBridgeSpec = z.infer<typeof OpAMPBridgeSpec>;
+
+export const OpAMPBridgeStatus = z.object({
+  observedGeneration: z.number().int().optional(),
+  endpoint: z.string().optional(),
+  conditions: z.array(Condition).optional(),
+  agents: z
+    .object({
+      connected: z.number().int(),
+      healthy: z.number().int(),
+      unhealthy: z.number().int(),
+      applied: z.number().int(),
+      failed: z.number().int(),
+    })
+    .partial()
+    .optional(),
+});
+
+export const OpAMPBridge = z
+  .object({
+    apiVersion: z.literal(GROUP_VERSION),
+    kind: z.literal('OpAMPBridge'),
+    metadata: ObjectMeta,
+    spec: OpAMPBridgeSpec.default(OpAMPBridgeSpec.parse({})),
+    status: OpAMPBridgeStatus.optional(),
+  })
+  .strict();
+export type OpAMPBridge = z.infer<typeof OpAMPBridge>;

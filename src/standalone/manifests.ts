@@ -1,0 +1,298 @@
+/**
+ * Standalone mode's desired-state source: a folder of YAML manifests (the same resources
+ * Kubernetes holds), loaded at start and watched. A bad file is reported with its path and the
+ * exact problem and changes nothing: the last good version of that file stays in effect.
+ */
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { Collector, GROUP_VERSION, OpAMPBridge } from '../schema/v1alpha1/index.js';
+import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+
+export interface LoadedCollector {
+  resource: Collector;
+  input: CollectorInput;
+  source: string;
+  warnings: string[];
+}
+
+export interface LoadedBridge {
+  resource: OpAMPBridge;
+  source: string;
+}
+
+export interface InvalidFile {
+  path: string;
+  issues: string[];
+}
+
+export interface ManifestSnapshot {
+  collectors: LoadedCollector[];
+  bridge: LoadedBridge | null;
+  invalidFiles: InvalidFile[];
+}
+
+interface FileState {
+  fingerprint: string;
+  contentHash: string;
+  lastGood: { collectors: LoadedCollector[]; bridges: LoadedBridge[] } | null;
+  issues: string[];
+}
+
+const MANIFEST_EXT = /\.(ya?ml|json)$/i;
+
+export interface ManifestDirectoryOptions {
+  dir: string;
+  logger: Logger;
+  /** Called with each new snapshot after a change (not for the initial load). */
+  onChange?: (snapshot: ManifestSnapshot) => void;
+  /** Debounce after a file-system event, ms. Default 100. */
+  debounceMs?: number;
+  /** Periodic rescan, ms, in case the watcher misses an event (network file systems). Default 2000. */
+  rescanMs?: number;
+}
+
+export class ManifestDirectory {
+  readonly #opts: Required<Omit<ManifestDirectoryOptions, 'onChange'>> & Pick<ManifestDirectoryOptions, 'onChange'>;
+  readonly #files = new Map<string, FileState>();
+  #watcher: FSWatcher | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #rescan: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #again = false;
+  #snapshot: ManifestSnapshot = { collectors: [], bridge: null, invalidFiles: [] };
+
+  constructor(opts: ManifestDirectoryOptions) {
+    this.#opts = { debounceMs: 100, rescanMs: 2000, ...opts };
+  }
+
+  get snapshot(): ManifestSnapshot {
+    return this.#snapshot;
+  }
+
+  /** Reads the folder once. Rejects only when the folder itself cannot be read. */
+  async load(): Promise<ManifestSnapshot> {
+    const st = await stat(this.#opts.dir);
+    if (!st.isDirectory()) throw new Error(`${this.#opts.dir} is not a directory`);
+    await this.#scan();
+    return this.#snapshot;
+  }
+
+  /** Starts watching; changes are applied within debounceMs (or rescanMs at worst). */
+  watch(): void {
+    try {
+      this.#watcher = watch(this.#opts.dir, { recursive: true }, () => this.#schedule());
+      this.#watcher.on('error', (err) => this.#opts.logger.warn({ err: err.message }, 'Manifest watcher failed; relying on periodic rescan'));
+    } catch (err) {
+      this.#opts.logger.warn({ err: (err as Error).message }, 'Cannot watch the manifest folder; relying on periodic rescan');
+    }
+    this.#rescan = setInterval(() => this.#schedule(), this.#opts.rescanMs);
+    this.#rescan.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#watcher?.close();
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#rescan) clearInterval(this.#rescan);
+    await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.#runScan();
+    }, this.#opts.debounceMs);
+  }
+
+  async #runScan(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          if (await this.#scan()) this.#opts.onChange?.(this.#snapshot);
+        } catch (err) {
+          this.#opts.logger.error({ err }, 'Failed to rescan the manifest folder');
+        }
+      } while (this.#again);
+    })();
+    await this.#running;
+    this.#running = null;
+  }
+
+  /** Re-reads changed files; returns true when the effective resources or the reported problems changed. */
+  async #scan(): Promise<boolean> {
+    const paths = await listManifests(this.#opts.dir);
+    let changed = false;
+    for (const p of [...this.#files.keys()]) {
+      if (!paths.includes(p)) {
+        this.#files.delete(p);
+        this.#opts.logger.info({ file: this.#rel(p) }, 'Manifest file removed');
+        changed = true;
+      }
+    }
+    for (const p of paths) {
+      let fp: string;
+      try {
+        const st = await stat(p);
+        fp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      } catch {
+        continue; // removed between listing and stat; the next scan sees it gone
+      }
+      const prev = this.#files.get(p);
+      if (prev && prev.fingerprint === fp) continue;
+      let text: string;
+      try {
+        text = await readFile(p, 'utf8');
+      } catch {
+        continue;
+      }
+      const contentHash = createHash('sha256').update(text).digest('hex');
+      if (prev && prev.contentHash === contentHash) {
+        prev.fingerprint = fp;
+        continue;
+      }
+      const parsed = parseManifestText(text, this.#rel(p));
+      const state: FileState = { fingerprint: fp, contentHash, lastGood: prev?.lastGood ?? null, issues: parsed.issues };
+      if (parsed.issues.length === 0) {
+        state.lastGood = { collectors: parsed.collectors, bridges: parsed.bridges };
+        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length }, 'Manifest file loaded');
+      } else {
+        this.#opts.logger.error(
+          { file: this.#rel(p), issues: parsed.issues, keptLastGood: state.lastGood !== null },
+          'Manifest file is invalid; it was skipped and nothing else changed',
+        );
+      }
+      this.#files.set(p, state);
+      changed = true;
+    }
+    if (changed) this.#snapshot = this.#assemble();
+    return changed;
+  }
+
+  #rel(p: string): string {
+    return relative(this.#opts.dir, p) || p;
+  }
+
+  #assemble(): ManifestSnapshot {
+    const collectors = new Map<string, LoadedCollector>();
+    const bridges: LoadedBridge[] = [];
+    const invalidFiles: InvalidFile[] = [];
+    for (const [p, st] of [...this.#files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const issues = [...st.issues];
+      for (const c of st.lastGood?.collectors ?? []) {
+        const key = `${c.input.namespace}/${c.input.name}`;
+        const other = collectors.get(key);
+        if (other) {
+          issues.push(`Collector ${key} is also defined in ${other.source}; this definition is ignored (FB_MANIFEST_DUPLICATE)`);
+          continue;
+        }
+        collectors.set(key, c);
+      }
+      bridges.push(...(st.lastGood?.bridges ?? []));
+      if (issues.length > 0) invalidFiles.push({ path: this.#rel(p), issues });
+    }
+    if (bridges.length > 1) {
+      invalidFiles.push({
+        path: bridges[1]!.source,
+        issues: [`more than one OpAMPBridge in the folder; using ${bridges[0]!.source} (standalone mode serves one endpoint)`],
+      });
+    }
+    return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, invalidFiles };
+  }
+}
+
+async function listManifests(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string, depth: number) => {
+    let entries;
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory() && depth < 8) await walk(p, depth + 1);
+      else if (e.isFile() && MANIFEST_EXT.test(e.name)) out.push(p);
+    }
+  };
+  await walk(dir, 0);
+  return out.sort();
+}
+
+function zodIssues(where: string, err: z.ZodError): string[] {
+  return err.issues.map((i) => `${where}: ${i.path.length ? i.path.join('.') + ': ' : ''}${i.message}`);
+}
+
+/** Parses one file's text (one or more YAML documents). Pure; exported for tests. */
+export function parseManifestText(
+  text: string,
+  source: string,
+): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; issues: string[] } {
+  const issues: string[] = [];
+  const collectors: LoadedCollector[] = [];
+  const bridges: LoadedBridge[] = [];
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, i) => {
+    const where = list.length > 1 ? `${source} (document ${i + 1})` : source;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) issues.push(`${where}: invalid YAML: ${e.message.split('\n')[0]}`);
+      return;
+    }
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (value === null || value === undefined) return; // an empty document
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      issues.push(`${where}: expected a resource (a mapping with apiVersion and kind)`);
+      return;
+    }
+    const obj = value as Record<string, unknown>;
+    if (obj['apiVersion'] !== GROUP_VERSION) {
+      issues.push(`${where}: apiVersion must be ${GROUP_VERSION}, got ${JSON.stringify(obj['apiVersion'] ?? null)}`);
+      return;
+    }
+    if (obj['kind'] === 'Collector') {
+      const r = Collector.safeParse(obj);
+      if (!r.success) return void issues.push(...zodIssues(`${where}: Collector`, r.error));
+      const res = r.data;
+      const namespace = res.metadata.namespace ?? 'default';
+      const cfg = parseCollectorConfig(res.spec.config);
+      if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.config: ${m}`));
+      const revision = createHash('sha256')
+        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config]))
+        .digest('hex')
+        .slice(0, 16);
+      collectors.push({
+        resource: { ...res, metadata: { ...res.metadata, namespace } },
+        source,
+        warnings: cfg.warnings,
+        input: {
+          namespace,
+          name: res.metadata.name,
+          generation: res.metadata.generation ?? 1,
+          revision,
+          priority: res.spec.priority,
+          selector: res.spec.selector,
+          config: cfg.config,
+        },
+      });
+    } else if (obj['kind'] === 'OpAMPBridge') {
+      const r = OpAMPBridge.safeParse(obj);
+      if (!r.success) return void issues.push(...zodIssues(`${where}: OpAMPBridge`, r.error));
+      bridges.push({ resource: r.data, source });
+    } else {
+      issues.push(`${where}: unknown kind ${JSON.stringify(obj['kind'] ?? null)}; expected Collector or OpAMPBridge`);
+    }
+  });
+  return { collectors, bridges, issues };
+}

@@ -1,0 +1,240 @@
+/**
+ * Builds and drives the opamp-go test agent (test/agents/opamp-go-agent): a real OpAMP client
+ * built on github.com/open-telemetry/opamp-go, controlled over JSON lines (see that directory's
+ * agent.go for the full command and event list).
+ *
+ * ```ts
+ * const agent = await startGoAgent({ endpoint: bridge.opampWsUrl, attrs: { 'deployment.environment': 'edge' } });
+ * const rc = await agent.waitForRemoteConfig((e) => e.body !== null);
+ * await agent.command({ cmd: 'health', healthy: false, status: 'StatusRecoverableError' });
+ * await agent.stop();
+ * ```
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnJsonLines, type JsonLinesChild, type WaitForOptions } from './child-process.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const GO_AGENT_DIR = join(repoRoot, 'test', 'agents', 'opamp-go-agent');
+const BIN_DIR = join(repoRoot, '.cache', 'bin');
+
+/** Why the Go agent cannot be built here (no `go` on PATH), or null when it can. Synchronous, for `describe.skipIf`. */
+export function goMissingReason(): string | null {
+  return findGo() ? null : '`go` was not found on PATH; the opamp-go test agent cannot be built (install Go >= 1.24 to run these tests)';
+}
+
+function findGo(): string | null {
+  const names = process.platform === 'win32' ? ['go.exe'] : ['go'];
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    for (const n of names) {
+      const p = join(dir, n);
+      try {
+        if (statSync(p).isFile()) return p;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return null;
+}
+
+/** First 12 hex digits of sha256 over go.mod, go.sum and the *.go files (names and contents). */
+export function goAgentSourceHash(): string {
+  const h = createHash('sha256');
+  const files = readdirSync(GO_AGENT_DIR)
+    .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
+    .sort();
+  for (const f of files) {
+    const body = readFileSync(join(GO_AGENT_DIR, f));
+    h.update(`${f}\0${body.length}\0`);
+    h.update(body);
+  }
+  return h.digest('hex').slice(0, 12);
+}
+
+let building: Promise<string | null> | undefined;
+
+/**
+ * Builds the agent into `.cache/bin/opamp-go-agent-<hash>` (reused when present) and resolves with its path,
+ * or with null when `go` is not on PATH. The first build downloads modules and may take minutes: call it from
+ * a `beforeAll` with a generous timeout.
+ */
+export function buildGoAgent(): Promise<string | null> {
+  building ??= doBuild().catch((err: unknown) => {
+    building = undefined; // let a later call retry
+    throw err;
+  });
+  return building;
+}
+
+async function doBuild(): Promise<string | null> {
+  const go = findGo();
+  if (!go) return null;
+  const out = join(BIN_DIR, `opamp-go-agent-${goAgentSourceHash()}${process.platform === 'win32' ? '.exe' : ''}`);
+  if (existsSync(out)) return out;
+  await mkdir(BIN_DIR, { recursive: true });
+  // Build next to the target and rename, so concurrent builders (vitest workers) never see a partial file.
+  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await new Promise<void>((ok, fail) => {
+      execFile(
+        go,
+        ['build', '-trimpath', '-o', tmp, '.'],
+        {
+          cwd: GO_AGENT_DIR,
+          env: { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0', GOWORK: 'off' },
+          timeout: 600_000,
+          maxBuffer: 16 * 1024 * 1024,
+        },
+        (err, stdout, stderr) => {
+          if (err) fail(new Error(`go build of ${GO_AGENT_DIR} failed: ${err.message}\n${stdout}\n${stderr}`));
+          else ok();
+        },
+      );
+    });
+    await rename(tmp, out);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  return out;
+}
+
+export interface GoAgentOptions {
+  /** ws://127.0.0.1:PORT/v1/opamp */
+  endpoint: string;
+  /** Canonical UUID; default: the agent makes a UUIDv7 (read it from `agent.instanceUid`). */
+  instanceUid?: string;
+  /** Identifying attributes; the agent defaults to service.name=test-agent when empty. */
+  idAttrs?: Record<string, string>;
+  /** Non-identifying attributes. */
+  attrs?: Record<string, string>;
+  acceptsRemoteConfig?: boolean;
+  reportsHeartbeat?: boolean;
+  acceptsConnectionSettings?: boolean;
+  /** Initial heartbeat interval; a server offer (ConnectionSettingsOffers.opamp.heartbeat_interval_seconds) overrides it. Default: opamp-go's 30 s. */
+  heartbeatSeconds?: number;
+  /** Extra HTTP headers on the WebSocket upgrade request. */
+  headers?: Record<string, string>;
+  /** Go duration, e.g. "2m". Default 10m. */
+  maxLifetime?: string;
+  /** Log opamp-go debug messages to stderr. */
+  verbose?: boolean;
+  /** The binary; default: `await buildGoAgent()`. */
+  binary?: string;
+  /** How long to wait for the "started" event. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+export interface GoAgentEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+export interface RemoteConfigEvent extends GoAgentEvent {
+  event: 'remote_config';
+  client: number;
+  /** Hex of AgentRemoteConfig.config_hash. */
+  hash: string;
+  /** Body of the "" config map entry as text; null when there is no "" entry. */
+  body: string | null;
+  /** Config map keys, sorted. */
+  keys: string[];
+  contentType: string;
+}
+
+export interface ConfigStatusEvent extends GoAgentEvent {
+  event: 'config_status_sent';
+  status: 'APPLYING' | 'APPLIED' | 'FAILED';
+  hash: string;
+  errorMessage: string;
+}
+
+/** A command for the agent; see test/agents/opamp-go-agent/agent.go. */
+export type GoAgentCommand =
+  | { cmd: 'mode'; remoteConfig: 'apply' | 'fail' | 'ignore'; error?: string; applyDelayMs?: number }
+  | ({ cmd: 'health' } & HealthSpec)
+  | { cmd: 'effective_config'; body: string; contentType?: string }
+  | { cmd: 'description'; attrs: Record<string, string | number | boolean> }
+  | { cmd: 'restart' }
+  | { cmd: 'disconnect' };
+
+export interface HealthSpec {
+  healthy?: boolean;
+  status?: string;
+  lastError?: string;
+  components?: Record<string, HealthSpec>;
+}
+
+export interface GoAgent extends JsonLinesChild<GoAgentEvent> {
+  /** Canonical UUID the agent started with (see `instance_uid_changed` events for server-assigned ones). */
+  readonly instanceUid: string;
+  /** Sends a command and resolves with its ack; rejects when the agent reports ok:false. */
+  command(cmd: GoAgentCommand, opts?: { timeoutMs?: number }): Promise<GoAgentEvent>;
+  /** Every remote config received so far, in order. */
+  remoteConfigs(): RemoteConfigEvent[];
+  /** Waits for a remote config with this hex hash, or one matching the predicate. */
+  waitForRemoteConfig(hashOrPredicate: string | ((e: RemoteConfigEvent) => boolean), opts?: WaitForOptions): Promise<RemoteConfigEvent>;
+  /** Waits until the agent has handed this remote config status to opamp-go (optionally for one hash). */
+  waitForConfigStatus(status: ConfigStatusEvent['status'], hash?: string, opts?: WaitForOptions): Promise<ConfigStatusEvent>;
+}
+
+export async function startGoAgent(opts: GoAgentOptions): Promise<GoAgent> {
+  const binary = opts.binary ?? (await buildGoAgent());
+  if (!binary) throw new Error(goMissingReason() ?? 'the opamp-go test agent could not be built');
+
+  const args = ['--endpoint', opts.endpoint];
+  if (opts.instanceUid) args.push('--instance-uid', opts.instanceUid);
+  for (const [k, v] of Object.entries(opts.idAttrs ?? {})) args.push('--id-attr', `${k}=${v}`);
+  for (const [k, v] of Object.entries(opts.attrs ?? {})) args.push('--attr', `${k}=${v}`);
+  for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('--header', `${k}=${v}`);
+  if (opts.acceptsRemoteConfig !== undefined) args.push(`--accepts-remote-config=${opts.acceptsRemoteConfig}`);
+  if (opts.reportsHeartbeat !== undefined) args.push(`--reports-heartbeat=${opts.reportsHeartbeat}`);
+  if (opts.acceptsConnectionSettings !== undefined) args.push(`--accepts-connection-settings=${opts.acceptsConnectionSettings}`);
+  if (opts.heartbeatSeconds !== undefined) args.push('--heartbeat-seconds', String(opts.heartbeatSeconds));
+  if (opts.maxLifetime) args.push('--max-lifetime', opts.maxLifetime);
+  if (opts.verbose) args.push('--verbose');
+
+  const child = spawnJsonLines<GoAgentEvent>(binary, args, { name: `opamp-go-agent ${opts.instanceUid ?? ''}`.trim() });
+  let started: GoAgentEvent;
+  try {
+    started = await child.waitFor((e) => e.event === 'started' || e.event === 'start_failed', { timeoutMs: opts.startTimeoutMs ?? 10_000 });
+  } catch (err) {
+    await child.stop({ timeoutMs: 1000 });
+    throw err;
+  }
+  if (started.event !== 'started') {
+    await child.stop({ timeoutMs: 1000 });
+    throw new Error(`opamp-go agent failed to start: ${String(started.error)}\n${child.describe()}`);
+  }
+
+  const isRemoteConfig = (e: GoAgentEvent): e is RemoteConfigEvent => e.event === 'remote_config';
+
+  return Object.assign(child, {
+    instanceUid: String(started.instanceUid),
+    async command(cmd: GoAgentCommand, copts: { timeoutMs?: number } = {}): Promise<GoAgentEvent> {
+      const since = child.events.length;
+      child.send(cmd);
+      const ack = await child.waitFor((e) => e.event === 'ack' && e.cmd === cmd.cmd, { since, timeoutMs: copts.timeoutMs ?? 15_000 });
+      if (ack.ok !== true) throw new Error(`opamp-go agent rejected ${JSON.stringify(cmd)}: ${String(ack.error)}\n${child.describe()}`);
+      return ack;
+    },
+    remoteConfigs(): RemoteConfigEvent[] {
+      return child.events.filter(isRemoteConfig);
+    },
+    waitForRemoteConfig(hashOrPredicate: string | ((e: RemoteConfigEvent) => boolean), wopts?: WaitForOptions): Promise<RemoteConfigEvent> {
+      const pred = typeof hashOrPredicate === 'string' ? (e: RemoteConfigEvent) => e.hash === hashOrPredicate : hashOrPredicate;
+      return child.waitFor((e) => isRemoteConfig(e) && pred(e), wopts) as Promise<RemoteConfigEvent>;
+    },
+    waitForConfigStatus(status: ConfigStatusEvent['status'], hash?: string, wopts?: WaitForOptions): Promise<ConfigStatusEvent> {
+      return child.waitFor(
+        (e) => e.event === 'config_status_sent' && e.status === status && (hash === undefined || e.hash === hash),
+        wopts,
+      ) as Promise<ConfigStatusEvent>;
+    },
+  });
+}

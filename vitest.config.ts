@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 300_000,
+    // Integration tests start real servers and child processes; two workers fit two cores.
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
