@@ -102,7 +102,8 @@ async function venvWorks(python: string): Promise<boolean> {
 /**
  * Returns the venv's interpreter, creating the venv and pip-installing requirements.txt the first
  * time (needs PyPI; allow a few minutes). Later calls reuse it after a quick import check.
- * Returns null only when no usable python3 exists; throws when venv creation or pip fails.
+ * Returns null only when no usable python3 exists (missing, or older than 3.10; see findPython3,
+ * which honours $FLEETBRIDGE_PYTHON); throws when venv creation or pip install fails.
  */
 export async function ensurePythonAgent(): Promise<{ python: string; venvDir: string; created: boolean } | null> {
   const probe = await findPython3();

@@ -146,7 +146,9 @@ describeIfPython('real Python OpAMP client (opentelemetry-opamp-client, HTTP)', 
       agent = await start({ attrs: { env: 'dev', 'host.name': 'py-host-1' } });
       expect(agent.libraryVersion).toBe('0.5b0');
       expect(agent.instanceUid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-      await agent.waitFor((e) => e.event === 'connected', { timeoutMs: EVENT_TIMEOUT_MS });
+      const connected = await agent.waitFor((e) => e.event === 'connected', { timeoutMs: EVENT_TIMEOUT_MS });
+      // Observed through a requests response hook on the library's own RequestsTransport.
+      expect(connected.http).toMatchObject({ status: 200, contentType: 'application/x-protobuf' });
 
       const view = await agentView(agent.instanceUid, (a) => {
         expect(a.description).not.toBeNull();
@@ -217,10 +219,13 @@ describeIfPython('real Python OpAMP client (opentelemetry-opamp-client, HTTP)', 
       agent.send({ cmd: 'stop' });
       await agent.waitFor((e) => e.event === 'stopped', { timeoutMs: EVENT_TIMEOUT_MS });
       expect(await agent.exited).toBe(0);
+      // Well under the bridge's silence threshold for HTTP agents (3 heartbeats + 10 s), so only
+      // the AgentDisconnect message can have marked it; the record itself is retained.
       await vi.waitFor(async () => {
         const view = await bridge!.getAgent(agent.instanceUid);
-        if (view) expect(view.connected).toBe(false);
-      }, WAIT);
+        expect(view, 'disconnected agents stay listed for a while').toBeDefined();
+        expect(view!.connected).toBe(false);
+      }, { timeout: 5_000, interval: 100 });
     });
   });
 

@@ -1,0 +1,273 @@
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { Fleet } from '../../../src/fleet/fleet.js';
+import type { AgentConnection } from '../../../src/opamp/connection.js';
+import { AgentCapabilities as C, SERVER_CAPABILITIES, pb, type ServerToAgentProps } from '../../../src/opamp/messages.js';
+import { DesiredState, type CollectorInput } from '../../../src/render/index.js';
+import { createMetrics } from '../../../src/telemetry/metrics.js';
+import { uidToString } from '../../../src/opamp/uid.js';
+
+const CAPS = C.ReportsStatus | C.AcceptsRemoteConfig | C.ReportsRemoteConfig | C.ReportsEffectiveConfig | C.ReportsHealth;
+const RCS = { UNSET: 0, APPLIED: 1, APPLYING: 2, FAILED: 3 };
+
+function collector(name: string, matchLabels: Record<string, string>, config: Record<string, unknown>): CollectorInput {
+  return { namespace: 'default', name, generation: 1, revision: JSON.stringify([name, matchLabels, config]), priority: 0, selector: { matchLabels }, config };
+}
+
+function setup(opts: { now?: () => number; offerRetryMs?: number } = {}) {
+  const fleet = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 7, ...opts });
+  fleet.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: {} } })]));
+  return fleet;
+}
+
+let nextConn = 1;
+function wsConn(): AgentConnection & { sent: ServerToAgentProps[]; closed: [number, string][] } {
+  const c = {
+    id: nextConn++,
+    transport: 'websocket' as const,
+    endpoint: 'ws://127.0.0.1:4320/v1/opamp',
+    sent: [] as ServerToAgentProps[],
+    closed: [] as [number, string][],
+    send(m: ServerToAgentProps) { c.sent.push(m); },
+    close(code: number, reason: string) { c.closed.push([code, reason]); },
+  };
+  return c;
+}
+function httpConn(): AgentConnection {
+  return { id: nextConn++, transport: 'http', endpoint: 'http://127.0.0.1:4320/v1/opamp' };
+}
+
+function uid(n: number): Uint8Array {
+  const b = new Uint8Array(16);
+  b[15] = n;
+  b[0] = 0x01;
+  return b;
+}
+
+/** Encodes and decodes like the transports do, so the fleet sees what protobufjs really produces. */
+function msg(p: Record<string, unknown>) {
+  return pb.AgentToServer.decode(pb.AgentToServer.encode(p).finish());
+}
+const desc = (labels: Record<string, string>) => ({
+  identifyingAttributes: [{ key: 'service.name', value: { stringValue: 'otelcol' } }],
+  nonIdentifyingAttributes: Object.entries(labels).map(([key, v]) => ({ key, value: { stringValue: v } })),
+});
+const hashOf = (r: ServerToAgentProps) => Buffer.from(r.remoteConfig!.configHash!).toString('hex');
+
+describe('Fleet#handleMessage', () => {
+  it('answers a fresh agent with server capabilities and its config, without asking for full state', () => {
+    const f = setup();
+    const r = f.handleMessage(wsConn(), msg({ instanceUid: uid(1), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    expect(Buffer.from(r.instanceUid!)).toEqual(Buffer.from(uid(1)));
+    expect(r.capabilities).toBe(SERVER_CAPABILITIES);
+    expect(r.flags ?? 0).toBe(0);
+    expect(r.remoteConfig?.config?.configMap?.['']?.contentType).toBe('text/yaml');
+    expect(Buffer.from(r.remoteConfig!.config!.configMap!['']!.body!).toString()).toContain('debug');
+    expect(hashOf(r)).toBe(f.get(uidToString(uid(1)))!.desired!.hashHex);
+  });
+
+  it('asks an unknown agent that omits its state for full state, and offers config only after it reports', () => {
+    const f = setup();
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(2), sequenceNum: 41, capabilities: CAPS }));
+    expect(r.flags).toBe(1);
+    expect(r.remoteConfig).toBeUndefined();
+    const r2 = f.handleMessage(conn, msg({ instanceUid: uid(2), sequenceNum: 42, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    expect(r2.flags ?? 0).toBe(0);
+    expect(r2.remoteConfig).toBeDefined();
+  });
+
+  it('asks for full state when sequence_num skips', () => {
+    const f = setup();
+    const conn = wsConn();
+    f.handleMessage(conn, msg({ instanceUid: uid(3), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({}) }));
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(3), sequenceNum: 1, capabilities: CAPS })).flags ?? 0).toBe(0);
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(3), sequenceNum: 5, capabilities: CAPS })).flags).toBe(1);
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(3), sequenceNum: 6, capabilities: CAPS })).flags ?? 0).toBe(0);
+  });
+
+  it('refuses an instance_uid that is not 16 bytes with BAD_REQUEST and nothing else', () => {
+    const f = setup();
+    for (const bad of [new Uint8Array(0), new Uint8Array(15), Buffer.from('01ARZ3NDEKTSV4RRFFQ69G5FAV')]) {
+      const r = f.handleMessage(wsConn(), msg({ instanceUid: bad, capabilities: CAPS }));
+      expect(r.errorResponse?.type).toBe(1);
+      expect(r.errorResponse?.errorMessage).toMatch(/16 bytes/);
+      expect(r.remoteConfig).toBeUndefined();
+      expect(r.capabilities).toBeUndefined();
+    }
+    expect(f.size).toBe(0);
+  });
+
+  it('never sends config to an agent without AcceptsRemoteConfig', () => {
+    const f = setup();
+    const r = f.handleMessage(wsConn(), msg({ instanceUid: uid(4), capabilities: C.ReportsStatus | C.ReportsEffectiveConfig, agentDescription: desc({ role: 'edge' }) }));
+    expect(r.remoteConfig).toBeUndefined();
+    expect(f.get(uidToString(uid(4)))!.desired).not.toBeNull();
+  });
+
+  it('does not offer a config the agent already reports', () => {
+    const f = setup();
+    const conn = wsConn();
+    const first = f.handleMessage(conn, msg({ instanceUid: uid(5), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(5), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: first.remoteConfig!.configHash, status: RCS.APPLIED } }));
+    expect(r.remoteConfig).toBeUndefined();
+    expect(f.view(f.get(uidToString(uid(5)))!).remoteConfig.inSync).toBe(true);
+  });
+
+  it('does not re-send the same offer on one connection before offerRetryMs', () => {
+    let now = 1_000_000;
+    const f = setup({ now: () => now, offerRetryMs: 60_000 });
+    const conn = wsConn();
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(6), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} })).remoteConfig).toBeDefined();
+    now += 1000;
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(6), sequenceNum: 1, capabilities: CAPS })).remoteConfig).toBeUndefined();
+    now += 60_000;
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(6), sequenceNum: 2, capabilities: CAPS })).remoteConfig).toBeDefined();
+  });
+
+  it('never re-pushes a hash the agent reported FAILED, even after a rollback report, until desired changes', () => {
+    let now = 1_000_000;
+    const f = setup({ now: () => now, offerRetryMs: 10 });
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(7), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    const b = r.remoteConfig!.configHash!;
+    now += 100;
+    f.handleMessage(conn, msg({ instanceUid: uid(7), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: b, status: RCS.FAILED, errorMessage: 'bad exporter' } }));
+    // The Supervisor's rollback: APPLIED with the previous hash A.
+    now += 100;
+    const afterRollback = f.handleMessage(conn, msg({ instanceUid: uid(7), sequenceNum: 2, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: Buffer.alloc(32, 7), status: RCS.APPLIED } }));
+    expect(afterRollback.remoteConfig).toBeUndefined();
+    for (let i = 3; i < 10; i++) {
+      now += 1000;
+      expect(f.handleMessage(conn, msg({ instanceUid: uid(7), sequenceNum: i, capabilities: CAPS })).remoteConfig).toBeUndefined();
+    }
+    const rec = f.get(uidToString(uid(7)))!;
+    expect(f.view(rec).remoteConfig.status).toBe('APPLIED');
+    // A new desired config is pushed at once.
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: { verbosity: 'detailed' } } })]));
+    expect(conn.sent).toHaveLength(1);
+    expect(hashOf(conn.sent[0]!)).not.toBe(Buffer.from(b).toString('hex'));
+  });
+
+  it('reports FAILED with the message and counts the agent as failed', () => {
+    const f = setup();
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(8), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    f.handleMessage(conn, msg({ instanceUid: uid(8), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.FAILED, errorMessage: 'cannot start pipelines' } }));
+    const v = f.view(f.get(uidToString(uid(8)))!);
+    expect(v.remoteConfig).toMatchObject({ status: 'FAILED', errorMessage: 'cannot start pipelines', inSync: false });
+  });
+
+  it('closes the older of two live connections that claim one instance_uid', () => {
+    const f = setup();
+    const a = wsConn();
+    const b = wsConn();
+    f.handleMessage(a, msg({ instanceUid: uid(9), capabilities: CAPS, agentDescription: desc({}) }));
+    f.handleMessage(b, msg({ instanceUid: uid(9), sequenceNum: 1, capabilities: CAPS }));
+    expect(a.closed).toEqual([[1008, 'replaced by a newer connection for this instance_uid']]);
+    expect(b.closed).toEqual([]);
+    // The old socket's close must not disconnect the agent that now lives on the new one.
+    f.connectionClosed(a);
+    expect(f.get(uidToString(uid(9)))!.connected).toBe(true);
+    f.connectionClosed(b);
+    expect(f.get(uidToString(uid(9)))!.connected).toBe(false);
+  });
+
+  it('assigns a new 16-byte uid when the agent sets RequestInstanceUid', () => {
+    const f = setup();
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(10), flags: 1, capabilities: CAPS, agentDescription: desc({}) }));
+    const fresh = r.agentIdentification!.newInstanceUid!;
+    expect(fresh).toHaveLength(16);
+    expect((fresh[6]! >> 4)).toBe(7); // UUIDv7
+    expect(f.get(uidToString(uid(10)))).toBeUndefined();
+    const rec = f.get(uidToString(fresh))!;
+    expect(rec.description).not.toBeNull();
+    f.handleMessage(conn, msg({ instanceUid: fresh, sequenceNum: 1, capabilities: CAPS }));
+    expect(f.size).toBe(1);
+    f.connectionClosed(conn);
+    expect(rec.connected).toBe(false);
+  });
+
+  it('honours agent_disconnect', () => {
+    const f = setup();
+    const conn = wsConn();
+    f.handleMessage(conn, msg({ instanceUid: uid(11), capabilities: CAPS, agentDescription: desc({}) }));
+    f.handleMessage(conn, msg({ instanceUid: uid(11), sequenceNum: 1, capabilities: CAPS, agentDisconnect: {} }));
+    expect(f.get(uidToString(uid(11)))!.connected).toBe(false);
+  });
+
+  it('stores health, effective config and description, keeping them when later messages omit them', () => {
+    const f = setup();
+    const conn = wsConn();
+    f.handleMessage(conn, msg({
+      instanceUid: uid(12), capabilities: CAPS, agentDescription: desc({ role: 'edge' }),
+      health: { healthy: false, status: 'StatusRecoverableError', lastError: 'exporter down', startTimeUnixNano: '1764000000123456789', componentHealthMap: { 'pipeline:traces': { healthy: false, status: 'StatusRecoverableError' } } },
+      effectiveConfig: { configMap: { configMap: { '': { body: Buffer.from('receivers: {}\n'), contentType: 'text/yaml' } } } },
+    }));
+    f.handleMessage(conn, msg({ instanceUid: uid(12), sequenceNum: 1, capabilities: CAPS }));
+    const v = f.view(f.get(uidToString(uid(12)))!);
+    expect(v.health).toMatchObject({ healthy: false, lastError: 'exporter down', startTimeUnixNano: '1764000000123456789' });
+    expect(v.health!.componentHealthMap['pipeline:traces']!.status).toBe('StatusRecoverableError');
+    expect(v.effectiveConfig).toEqual({ '': { body: 'receivers: {}\n', contentType: 'text/yaml' } });
+    expect(v.labels).toMatchObject({ role: 'edge', 'service.name': 'otelcol' });
+  });
+
+  it('offers a complete opamp connection-settings offer only to agents that accept it', () => {
+    const f = setup();
+    const plain = f.handleMessage(wsConn(), msg({ instanceUid: uid(13), capabilities: CAPS, agentDescription: desc({}) }));
+    expect(plain.connectionSettings).toBeUndefined();
+    const conn: AgentConnection = { ...wsConn(), authorization: 'Bearer t0k' };
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(14), capabilities: CAPS | C.AcceptsOpAMPConnectionSettings | C.ReportsHeartbeat, agentDescription: desc({}) }));
+    const o = r.connectionSettings!;
+    expect(o.hash).toHaveLength(32);
+    expect(o.opamp).toMatchObject({ destinationEndpoint: 'ws://127.0.0.1:4320/v1/opamp', heartbeatIntervalSeconds: 7 });
+    expect(o.opamp!.headers!.headers).toEqual([{ key: 'Authorization', value: 'Bearer t0k' }]);
+    // Not repeated while unchanged.
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(14), sequenceNum: 1, capabilities: CAPS | C.AcceptsOpAMPConnectionSettings })).connectionSettings).toBeUndefined();
+  });
+
+  it('refuses to be built with a zero heartbeat, which turns heartbeats off in Go clients', () => {
+    expect(() => new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 0 })).toThrow(TypeError);
+  });
+});
+
+describe('Fleet#setDesiredState', () => {
+  it('pushes changed configs to connected WebSocket agents only, and nothing to agents that no longer match', () => {
+    const f = setup();
+    const ws = wsConn();
+    f.handleMessage(ws, msg({ instanceUid: uid(20), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    const http = httpConn();
+    const first = f.handleMessage(http, msg({ instanceUid: uid(21), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    expect(first.remoteConfig).toBeDefined();
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: { verbosity: 'basic' } } })]));
+    expect(ws.sent).toHaveLength(1);
+    // The HTTP agent gets it with its next poll.
+    const poll = f.handleMessage(http, msg({ instanceUid: uid(21), sequenceNum: 1, capabilities: CAPS }));
+    expect(hashOf(poll)).toBe(hashOf(ws.sent[0]!));
+    // Re-installing the same state pushes nothing.
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: { verbosity: 'basic' } } })]));
+    expect(ws.sent).toHaveLength(1);
+    // No Collector matches any more: nothing is sent (an empty config map would stop the collector).
+    f.setDesiredState(new DesiredState([]));
+    expect(ws.sent).toHaveLength(1);
+    expect(f.get(uidToString(uid(20)))!.desired).toBeNull();
+  });
+});
+
+describe('Fleet#sweep', () => {
+  it('marks a silent HTTP agent disconnected and forgets it later', () => {
+    let now = 0;
+    const f = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), offlineAfterMs: 1000, retainDisconnectedMs: 5000, now: () => now });
+    f.handleMessage(httpConn(), msg({ instanceUid: uid(30), capabilities: CAPS, agentDescription: desc({}) }));
+    now = 999;
+    f.sweep();
+    expect(f.get(uidToString(uid(30)))!.connected).toBe(true);
+    now = 1001;
+    f.sweep();
+    expect(f.get(uidToString(uid(30)))!.connected).toBe(false);
+    now = 7000;
+    f.sweep();
+    expect(f.get(uidToString(uid(30)))).toBeUndefined();
+  });
+});
