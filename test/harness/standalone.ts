@@ -71,7 +71,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     const res = await fetch(api + path);
     return { status: res.status, body: (await res.json()) as T };
   };
-  return {
+  const bridge: TestBridge = {
     opampWsUrl: running.opampUrl.websocket,
     opampHttpUrl: running.opampUrl.http,
     apiUrl: api,
@@ -98,7 +98,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
       return (await get<{ collectors: CollectorView[]; invalidFiles: { path: string; issues: string[] }[] }>('/api/v1/collectors')).body;
     },
     async getCollector(name, namespace = 'default') {
-      const { collectors } = await this.getCollectors();
+      const { collectors } = await bridge.getCollectors();
       return collectors.find((c) => c.name === name && c.namespace === namespace);
     },
     async metricsText() {
@@ -109,6 +109,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return bridge;
 }
 
 /** A Collector manifest for tests. */

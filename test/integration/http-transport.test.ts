@@ -28,9 +28,9 @@ describe('HTTP transport', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('application/x-protobuf');
     expect(r.headers.get('content-encoding')).toBe('gzip');
-    expect(Buffer.from(r.message!.instanceUid)).toEqual(uid);
+    expect(Buffer.from(r.message!.instanceUid!)).toEqual(uid);
     expect(Number(r.message!.capabilities)).toBe(SERVER_CAPABILITIES);
-    expect(parse(Buffer.from(r.message!.remoteConfig!.config!.configMap['']!.body).toString())).toEqual({ exporters: { debug: {} } });
+    expect(parse(Buffer.from(r.message!.remoteConfig!.config!.configMap!['']!.body!).toString())).toEqual({ exporters: { debug: {} } });
     expect(await bridge.getAgent(uidToString(uid))).toMatchObject({ transport: 'http', connected: true });
   });
 

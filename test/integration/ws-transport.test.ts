@@ -43,13 +43,13 @@ describe('WebSocket transport', () => {
     const a = await RawWsAgent.connect(bridge.opampWsUrl);
     a.send({ capabilities: CAPS, agentDescription: desc({ role: 'ws-edge' }), remoteConfigStatus: {} });
     const m = await a.waitForMessages(1);
-    expect(Buffer.from(m.instanceUid)).toEqual(a.uid);
+    expect(Buffer.from(m.instanceUid!)).toEqual(a.uid);
     expect(Number(m.capabilities)).toBe(SERVER_CAPABILITIES);
-    const body = Buffer.from(m.remoteConfig!.config!.configMap['']!.body).toString();
+    const body = Buffer.from(m.remoteConfig!.config!.configMap!['']!.body!).toString();
     expect(parse(body)).toMatchObject({ exporters: { debug: {} } });
     const agent = await bridge.getAgent(a.uidString);
     expect(agent).toMatchObject({ transport: 'websocket', connected: true, labels: { role: 'ws-edge', 'service.name': 'raw' } });
-    expect(agent!.remoteConfig.desiredHash).toBe(Buffer.from(m.remoteConfig!.configHash).toString('hex'));
+    expect(agent!.remoteConfig.desiredHash).toBe(Buffer.from(m.remoteConfig!.configHash!).toString('hex'));
     a.close();
   });
 
@@ -57,7 +57,7 @@ describe('WebSocket transport', () => {
     const a = await RawWsAgent.connect(bridge.opampWsUrl);
     a.sendRaw(encodeAgent({ instanceUid: a.uid, capabilities: 1, agentDescription: desc({}) }));
     const m = await a.waitForMessages(1);
-    expect(Buffer.from(m.instanceUid)).toEqual(a.uid);
+    expect(Buffer.from(m.instanceUid!)).toEqual(a.uid);
     a.close();
   });
 
