@@ -71,6 +71,7 @@ async function main(argv: string[]): Promise<void> {
     });
   } catch (err) {
     logger.fatal({ err }, 'Fleetbridge failed to start');
+    process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
     process.exit(1);
   }
   let stopping = false;

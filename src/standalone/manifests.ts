@@ -76,8 +76,13 @@ export class ManifestDirectory {
 
   /** Reads the folder once. Rejects only when the folder itself cannot be read. */
   async load(): Promise<ManifestSnapshot> {
-    const st = await stat(this.#opts.dir);
-    if (!st.isDirectory()) throw new Error(`${this.#opts.dir} is not a directory`);
+    let st;
+    try {
+      st = await stat(this.#opts.dir);
+    } catch (err) {
+      throw new Error(`cannot read the manifest folder ${this.#opts.dir}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!st.isDirectory()) throw new Error(`the manifest folder ${this.#opts.dir} is not a directory`);
     await this.#scan();
     return this.#snapshot;
   }

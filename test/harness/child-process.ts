@@ -52,6 +52,8 @@ export interface JsonLinesChild<E extends JsonObject = JsonObject> {
   waitFor(pred: (e: E) => boolean, opts?: WaitForOptions): Promise<E>;
   /** Closes stdin and waits up to timeoutMs (default 8 s) for the child to exit, then SIGKILLs it. Resolves with the exit code. Idempotent. */
   stop(opts?: { timeoutMs?: number }): Promise<number | null>;
+  /** Sends a signal (e.g. SIGTERM to test graceful shutdown). */
+  kill(signal: NodeJS.Signals): void;
   /** Exit code; null when the child was killed by a signal or could not be spawned. */
   readonly exited: Promise<number | null>;
   /** The (tail of the) child's stderr so far. */
@@ -227,6 +229,7 @@ export function spawnJsonLines<E extends JsonObject = JsonObject>(
     send,
     waitFor,
     stop,
+    kill: (signal: NodeJS.Signals) => void child.kill(signal),
     exited,
     stderr: () => stderrText,
     describe,

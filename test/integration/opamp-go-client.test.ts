@@ -7,6 +7,7 @@
  * its own Collector names and its own label values, so tests do not see each other's configs.
  */
 import { randomUUID } from 'node:crypto';
+import { skipUnlessOnCi } from '../harness/tools.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { AgentView, CollectorView } from '../../src/api/views.js';
@@ -14,7 +15,7 @@ import { buildGoAgent, goMissingReason, startGoAgent, type GoAgent, type GoAgent
 import { startTestBridge, type TestBridge } from '../harness/standalone.js';
 
 const missing = goMissingReason();
-if (missing) console.warn(`[opamp-go-client.test] skipped: ${missing}`);
+const skip = skipUnlessOnCi('opamp-go-client.test', missing);
 
 /** Generous for a loaded CI machine; every wait ends as soon as its condition holds. */
 const WAIT = { timeout: 15_000, interval: 50 };
@@ -47,7 +48,7 @@ spec:
 `;
 }
 
-describe.skipIf(missing !== null)('opamp-go client (WebSocket) against the standalone bridge', () => {
+describe.skipIf(skip)('opamp-go client (WebSocket) against the standalone bridge', () => {
   let bridge: TestBridge;
   let binary: string;
   const running: GoAgent[] = [];

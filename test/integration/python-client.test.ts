@@ -6,6 +6,7 @@
  * capabilities); later heartbeats carry only instance_uid, sequence_num and capabilities; remote
  * config status goes in a separate message. So every config change reaches it on a later poll.
  */
+import { skipUnlessOnCi } from '../harness/tools.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { AgentView } from '../../src/api/views.js';
@@ -20,10 +21,8 @@ import {
 } from '../harness/python-agent.js';
 
 const probe = await findPython3();
-if (!probe.ok) {
-  console.warn(`[python-client.test] skipped: ${probe.reason}`);
-}
-const describeIfPython = probe.ok ? describe : describe.skip;
+const skip = skipUnlessOnCi('python-client.test', probe.ok ? null : probe.reason);
+const describeIfPython = skip ? describe.skip : describe;
 
 /** Enough for a few 1 s polls on a busy 2-core machine. */
 const WAIT = { timeout: 20_000, interval: 100 };
