@@ -252,7 +252,7 @@ export function parseManifestText(
   list.forEach((doc, i) => {
     const where = list.length > 1 ? `${source} (document ${i + 1})` : source;
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) issues.push(`${where}: invalid YAML: ${e.message.split('\n')[0]}`);
+      for (const e of doc.errors) issues.push(`${where}: invalid YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`);
       return;
     }
     const value: unknown = doc.toJS({ maxAliasCount: 100 });

@@ -3,8 +3,9 @@ import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'p
 export type { Logger };
 
 /**
- * The root logger. JSON lines by default; pretty only when asked (FLEETBRIDGE_LOG_FORMAT=pretty
- * and pino-pretty installed). Secret values are redacted by path, once, here.
+ * The root logger. JSON lines, except on an interactive terminal, where pino-pretty formats them
+ * for people; FLEETBRIDGE_LOG_FORMAT=json or =pretty forces either. Secret values are redacted by
+ * path, once, here.
  */
 export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): Logger {
   const options: LoggerOptions = {
@@ -16,5 +17,10 @@ export function createLogger(opts: { level?: string; destination?: DestinationSt
     },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  return opts.destination ? pino(options, opts.destination) : pino(options);
+  if (opts.destination) return pino(options, opts.destination);
+  const format = process.env['FLEETBRIDGE_LOG_FORMAT'] ?? (process.stdout.isTTY ? 'pretty' : 'json');
+  if (format === 'pretty') {
+    return pino(options, pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,app' } }));
+  }
+  return pino(options);
 }

@@ -271,3 +271,46 @@ describe('Fleet#sweep', () => {
     expect(f.get(uidToString(uid(30)))).toBeUndefined();
   });
 });
+
+describe('Fleet#handleMessage with arbitrary messages (property)', () => {
+  it('never throws, always answers with the sender\'s uid, and never mixes error_response with other fields', async () => {
+    const fc = (await import('fast-check')).default;
+    const f = setup();
+    const conns = [wsConn(), wsConn(), httpConn()];
+    const kv = fc.record({ key: fc.string({ maxLength: 12 }), value: fc.oneof(fc.record({ stringValue: fc.string({ maxLength: 12 }) }), fc.record({ boolValue: fc.boolean() }), fc.record({ intValue: fc.integer() }), fc.record({ doubleValue: fc.double() })) });
+    const uids = [uid(100), uid(101), uid(102), new Uint8Array(3)];
+    const message = fc.record(
+      {
+        instanceUid: fc.constantFrom(...uids),
+        sequenceNum: fc.nat(20),
+        capabilities: fc.nat(0xffff),
+        flags: fc.nat(3),
+        agentDescription: fc.record({ identifyingAttributes: fc.array(kv, { maxLength: 3 }), nonIdentifyingAttributes: fc.array(kv, { maxLength: 3 }) }),
+        health: fc.record({ healthy: fc.boolean(), status: fc.string({ maxLength: 8 }), lastError: fc.string({ maxLength: 8 }) }),
+        remoteConfigStatus: fc.record({ lastRemoteConfigHash: fc.uint8Array({ maxLength: 32 }), status: fc.nat(5), errorMessage: fc.string({ maxLength: 8 }) }),
+        agentDisconnect: fc.constant({}),
+        effectiveConfig: fc.record({ configMap: fc.record({ configMap: fc.dictionary(fc.string({ maxLength: 4 }), fc.record({ body: fc.uint8Array({ maxLength: 16 }), contentType: fc.string({ maxLength: 4 }) }), { maxKeys: 2 }) }) }),
+      },
+      { requiredKeys: ['instanceUid'] },
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(2), message), { minLength: 1, maxLength: 30 }), fc.nat(3), (steps, desiredPick) => {
+        if (desiredPick === 0) f.setDesiredState(new DesiredState([collector('any', {}, { exporters: { debug: { n: steps.length } } })]));
+        for (const [ci, m] of steps) {
+          const decoded = msg(m);
+          const r = f.handleMessage(conns[ci]!, decoded);
+          expect(Buffer.from(r.instanceUid!)).toEqual(Buffer.from(decoded.instanceUid));
+          if (r.errorResponse) {
+            expect(r.remoteConfig ?? null).toBeNull();
+            expect(r.flags ?? 0).toBe(0);
+          }
+          // Config only ever goes to agents that accept it.
+          if (r.remoteConfig) expect(Number(decoded.capabilities) & C.AcceptsRemoteConfig).toBeTruthy();
+        }
+        if (desiredPick === 1) f.connectionClosed(conns[0]!);
+        f.sweep();
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
