@@ -5,15 +5,24 @@ import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta } from './common.js
  * An OpenTelemetry Collector config: YAML text, or the same as an object. Parsed and checked by
  * src/render (a YAML error is a ConfigValid=False status, not a schema error).
  */
-export const CollectorConfig = z.union([z.string(), z.record(z.string(), z.unknown())]);
+export const CollectorConfig = z.union([z.string(), z.record(z.string(), z.unknown())]).meta({
+  description: 'An OpenTelemetry Collector config, as YAML text or as an object.',
+  'x-kubernetes-preserve-unknown-fields': true,
+});
 
 export const CollectorSpec = z
   .object({
-    /** Pod (Kubernetes) or agent-attribute (standalone) label selector. */
-    selector: LabelSelector,
+    selector: LabelSelector.describe(
+      'Which agents get this config: a label selector over pod labels (Kubernetes) or agent attributes (standalone). {} selects every agent in the namespace.',
+    ),
     config: CollectorConfig,
-    /** Several Collectors matching one agent merge in ascending priority, then name: higher priority wins. */
-    priority: z.number().int().min(-1000).max(1000).default(0),
+    priority: z
+      .number()
+      .int()
+      .min(-1000)
+      .max(1000)
+      .default(0)
+      .describe('Collectors that match one agent are merged in ascending priority, then by name; maps merge, lists are replaced, the higher priority wins.'),
   })
   .strict();
 export type CollectorSpec = z.infer<typeof CollectorSpec>;

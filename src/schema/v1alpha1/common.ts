@@ -40,6 +40,14 @@ export const LabelSelectorRequirement = z
     values: z.array(z.string()).optional(),
   })
   .strict()
+  .meta({
+    'x-kubernetes-validations': [
+      {
+        rule: "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+        message: 'In and NotIn need a non-empty values list; Exists and DoesNotExist take no values',
+      },
+    ],
+  })
   .superRefine((r, ctx) => {
     const n = r.values?.length ?? 0;
     if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) {

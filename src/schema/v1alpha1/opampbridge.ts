@@ -14,10 +14,16 @@ export const OpAMPBridgeSpec = z
       .array(z.enum(['websocket', 'http']))
       .min(1)
       .default(['websocket', 'http']),
-    /** Offered to agents that accept OpAMP connection settings; also their HTTP poll interval. Seconds, > 0. */
-    heartbeatIntervalSeconds: z.number().int().min(1).max(3600).default(30),
-    /** Namespaces whose Collectors and agents this bridge serves; default: its own. */
-    namespaceSelector: LabelSelector.optional(),
+    heartbeatIntervalSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(30)
+      .describe('Heartbeat (and HTTP poll) interval offered to agents that accept OpAMP connection settings, in seconds.'),
+    namespaceSelector: LabelSelector.optional().describe(
+      "Namespaces whose Collectors and pods this bridge serves, by namespace label. Default: the bridge's own namespace only.",
+    ),
     limits: z
       .object({
         maxAgents: z.number().int().min(1).default(20000),
