@@ -30,8 +30,14 @@ export interface AgentView {
     identifying: Record<string, unknown>;
     nonIdentifying: Record<string, unknown>;
   } | null;
-  /** The labels used to select Collectors: in standalone mode, the agent's attributes flattened to strings. */
+  /** The labels used to select Collectors: in standalone mode, the agent's attributes flattened to strings; in Kubernetes mode, its pod's labels. */
   labels: Record<string, string>;
+  /** The namespace whose Collectors apply to this agent. */
+  namespace: string;
+  /** The pod ("namespace/name") the agent is bound to, in Kubernetes mode; else null. */
+  pod: string | null;
+  /** Why the agent gets no config (it claims a pod that does not exist, or one in a namespace this bridge does not serve), or null. */
+  identityError: string | null;
   health: ComponentHealthView | null;
   /** Effective config as reported by the agent: file name → body (UTF-8) and content type. */
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;

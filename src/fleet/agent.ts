@@ -23,8 +23,15 @@ export interface AgentRecord {
   lastSeq: bigint | null;
   capabilities: number;
   description: { identifying: Record<string, unknown>; nonIdentifying: Record<string, unknown> } | null;
+  /** The agent's reported attributes, flattened to strings. */
+  attributes: Record<string, string>;
+  /** The labels that select Collectors (standalone: the attributes; Kubernetes: the bound pod's labels). */
   labels: Record<string, string>;
   namespace: string;
+  /** Pod the agent is bound to ("namespace/name"), in Kubernetes mode. */
+  pod: string | null;
+  /** Why the agent gets no config (e.g. it claims a pod that does not exist), or null. */
+  identityError: string | null;
   health: ComponentHealthView | null;
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;
   reported: { hash: string | null; status: RemoteConfigState; errorMessage: string };
@@ -89,4 +96,20 @@ export function healthView(h: ComponentHealth): ComponentHealthView {
     statusTimeUnixNano: toDecimalString(h.statusTimeUnixNano),
     componentHealthMap: map,
   };
+}
+
+/** Where an agent belongs: the namespace and labels that select its Collectors. */
+export type AgentIdentity =
+  | { ok: true; namespace: string; labels: Record<string, string>; pod?: string }
+  | { ok: false; error: string };
+
+/**
+ * Decides an agent's identity from what the server knows of it. Called when its description
+ * changes and on every refresh (pods may have changed). Must be cheap: a cache lookup.
+ */
+export type IdentityResolver = (agent: Readonly<AgentRecord>) => AgentIdentity;
+
+/** Standalone mode: an agent's attributes are its labels; `k8s.namespace.name` (if any) its namespace. */
+export function attributeIdentity(defaultNamespace: string): IdentityResolver {
+  return (agent) => ({ ok: true, namespace: agent.attributes['k8s.namespace.name'] ?? defaultNamespace, labels: agent.attributes });
 }

@@ -23,7 +23,16 @@ import { newUuidV7, uidToString } from '../opamp/uid.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AgentView, RemoteConfigState } from '../api/views.js';
-import { describe, healthView, keyValuesToObject, labelsOf, type AgentConnection, type AgentRecord } from './agent.js';
+import {
+  attributeIdentity,
+  describe,
+  healthView,
+  keyValuesToObject,
+  labelsOf,
+  type AgentConnection,
+  type AgentRecord,
+  type IdentityResolver,
+} from './agent.js';
 
 export interface FleetOptions {
   logger: Logger;
@@ -38,12 +47,12 @@ export interface FleetOptions {
   offerRetryMs?: number;
   /** New agents beyond this count are refused with UNAVAILABLE. Default 20,000. */
   maxAgents?: number;
-  /** The namespace of agents that do not report `k8s.namespace.name`. Default "default". */
+  /** The namespace of agents that do not report `k8s.namespace.name` (standalone). Default "default". */
   defaultNamespace?: string;
+  /** Decides each agent's namespace and selection labels. Default: its attributes (standalone mode). */
+  identity?: IdentityResolver;
   now?: () => number;
 }
-
-const NAMESPACE_ATTRIBUTE = 'k8s.namespace.name';
 
 export class Fleet {
   readonly #agents = new Map<string, AgentRecord>();
@@ -51,7 +60,8 @@ export class Fleet {
   readonly #byConnection = new Map<number, Set<string>>();
   readonly #log: Logger;
   readonly #metrics: Metrics;
-  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics'>>;
+  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity'>>;
+  readonly #identity: IdentityResolver;
   #desired: DesiredState | null = null;
   readonly #listeners = new Set<() => void>();
 
@@ -69,6 +79,7 @@ export class Fleet {
       defaultNamespace: opts.defaultNamespace ?? 'default',
       now: opts.now ?? Date.now,
     };
+    this.#identity = opts.identity ?? attributeIdentity(this.#opts.defaultNamespace);
   }
 
   /** Called (synchronously, cheaply) after any change of agent state; consumers debounce. */
@@ -157,11 +168,9 @@ export class Fleet {
     let descriptionChanged = false;
     if (msg.agentDescription != null) {
       rec.description = describe(msg.agentDescription);
-      const labels = labelsOf(rec.description);
-      const ns = labels[NAMESPACE_ATTRIBUTE] ?? this.#opts.defaultNamespace;
-      descriptionChanged = JSON.stringify(labels) !== JSON.stringify(rec.labels) || ns !== rec.namespace;
-      rec.labels = labels;
-      rec.namespace = ns;
+      const attributes = labelsOf(rec.description);
+      descriptionChanged = JSON.stringify(attributes) !== JSON.stringify(rec.attributes);
+      rec.attributes = attributes;
     }
     if (msg.health != null) rec.health = healthView(msg.health);
     if (msg.effectiveConfig != null) {
@@ -197,7 +206,10 @@ export class Fleet {
       return response;
     }
 
-    if (descriptionChanged || isNew) this.#computeDesired(rec);
+    if (descriptionChanged || isNew) {
+      this.#resolveIdentity(rec);
+      this.#computeDesired(rec);
+    }
     if (fullState) response.flags = ServerToAgentFlags.ReportFullState;
     // After asking for full state, wait for the agent's config status before offering config, so
     // an agent that already runs the desired config is not sent it again.
@@ -230,12 +242,21 @@ export class Fleet {
    * get theirs in the response to their next poll. Level-triggered: recomputes every agent.
    */
   setDesiredState(state: DesiredState): void {
-    const end = this.#metrics.renderDuration.startTimer();
     this.#desired = state;
+    this.refresh();
+  }
+
+  /**
+   * Re-resolves every agent's identity (its pod may have been relabelled or deleted) and desired
+   * config, and pushes what changed. Level-triggered: call it after any change of inputs.
+   */
+  refresh(): void {
+    const end = this.#metrics.renderDuration.startTimer();
     const now = this.#opts.now();
     let pushed = 0;
     for (const rec of this.#agents.values()) {
       const before = rec.desired?.hashHex ?? null;
+      if (rec.description) this.#resolveIdentity(rec);
       this.#computeDesired(rec);
       if ((rec.desired?.hashHex ?? null) === before) continue;
       const conn = rec.connection;
@@ -293,6 +314,9 @@ export class Fleet {
       capabilities: { raw: rec.capabilities, names: capabilityNames(rec.capabilities) },
       description: rec.description,
       labels: rec.labels,
+      namespace: rec.namespace,
+      pod: rec.pod,
+      identityError: rec.identityError,
       health: rec.health,
       effectiveConfig: rec.effectiveConfig,
       remoteConfig: {
@@ -321,8 +345,11 @@ export class Fleet {
       lastSeq: null,
       capabilities: 0,
       description: null,
+      attributes: {},
       labels: {},
       namespace: this.#opts.defaultNamespace,
+      pod: null,
+      identityError: null,
       health: null,
       effectiveConfig: null,
       reported: { hash: null, status: 'UNSET', errorMessage: '' },
@@ -336,8 +363,25 @@ export class Fleet {
     };
   }
 
+  #resolveIdentity(rec: AgentRecord): void {
+    const id = this.#identity(rec);
+    const before = rec.identityError;
+    if (id.ok) {
+      rec.namespace = id.namespace;
+      rec.labels = id.labels;
+      rec.pod = id.pod ?? null;
+      rec.identityError = null;
+    } else {
+      rec.labels = {};
+      rec.pod = null;
+      rec.identityError = id.error;
+      if (before !== id.error) this.#log.warn({ instanceUid: rec.uid, reason: id.error }, 'Agent gets no config: its identity is not accepted');
+    }
+  }
+
   #computeDesired(rec: AgentRecord): void {
-    const next: RenderedConfig | null = this.#desired && rec.description ? this.#desired.forAgent(rec.namespace, rec.labels) : null;
+    const next: RenderedConfig | null =
+      this.#desired && rec.description && !rec.identityError ? this.#desired.forAgent(rec.namespace, rec.labels) : null;
     if ((next?.hashHex ?? null) !== (rec.desired?.hashHex ?? null)) {
       // A new desired config: the previous failure no longer stands in its way.
       rec.failedHash = null;

@@ -16,6 +16,11 @@ export interface CollectorInput {
   priority: number;
   selector: LabelSelector;
   config: Record<string, unknown>;
+  /**
+   * Set when the Collector's own config is invalid and no earlier valid version is known: the
+   * agents it selects are held (nothing is pushed to them) rather than sent a config without it.
+   */
+  invalid?: string[];
 }
 
 export type ParseResult =
@@ -81,7 +86,8 @@ export interface RenderedConfig {
 export function renderMerged(ordered: readonly CollectorInput[]): RenderedConfig {
   let merged: unknown = {};
   for (const c of ordered) merged = deepMerge(merged, c.config);
-  const issues = validateCollectorConfig(merged);
+  const held = ordered.flatMap((c) => (c.invalid ?? []).map((i) => `Collector ${c.namespace}/${c.name} is invalid: ${i}`));
+  const issues = held.length > 0 ? held : validateCollectorConfig(merged);
   const body = Buffer.from(stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
   const hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
   return {

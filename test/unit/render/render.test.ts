@@ -153,3 +153,12 @@ describe('validateCollectorConfig', () => {
     ]);
   });
 });
+
+describe('renderMerged with an invalid Collector', () => {
+  it('holds the agents it selects instead of sending a config without it', () => {
+    const ok = input('ok', { exporters: { debug: {} } });
+    const bad = { ...input('bad', {}), invalid: ['config is not valid YAML: x'] };
+    const r = renderMerged([ok, bad]);
+    expect(r.issues).toEqual(['Collector default/bad is invalid: config is not valid YAML: x']);
+  });
+});
