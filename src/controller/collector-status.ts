@@ -6,6 +6,8 @@
 import type { CollectorStatusCounts, FailingAgentView } from '../api/views.js';
 import { configState } from '../fleet/fleet.js';
 import type { AgentRecord } from '../fleet/agent.js';
+import type { Condition } from '../schema/v1alpha1/index.js';
+import { ConditionType, Reason, setCondition, type ConditionInput } from './conditions.js';
 
 export const MAX_FAILING_LISTED = 20;
 
@@ -52,4 +54,95 @@ export function agentName(rec: AgentRecord): string {
   const l = rec.labels;
   if (l['k8s.pod.name']) return `${l['k8s.namespace.name'] ?? rec.namespace}/${l['k8s.pod.name']}`;
   return l['host.name'] ?? l['service.instance.id'] ?? rec.uid;
+}
+
+export interface CollectorStatusObject {
+  observedGeneration: number;
+  configHash?: string;
+  conditions: Condition[];
+  matched: number;
+  connected: number;
+  applied: number;
+  applying: number;
+  failed: number;
+  healthy: number;
+  unhealthy: number;
+  failingAgents: { instanceUid: string; name: string; message: string }[];
+}
+
+/**
+ * The Collector's whole status from its validity and the fleet's counts. Pure: the same inputs
+ * give the same object (apart from lastTransitionTime on a transition), so a writer can skip
+ * writes that would change nothing.
+ */
+export function buildCollectorStatus(input: {
+  generation: number;
+  configHash: string | null;
+  /** Problems that make the config invalid (its own, or of a merged config it takes part in). */
+  issues: string[];
+  /** True when an earlier valid generation is still what agents get. */
+  lastGoodInEffect: boolean;
+  counts: CollectorFleetStatus;
+  previous: readonly Condition[] | undefined;
+  now: Date;
+}): CollectorStatusObject {
+  const { generation: g, counts: c, now } = input;
+  let conds = input.previous ? [...input.previous] : [];
+  const valid = input.issues.length === 0;
+  conds = setCondition(
+    conds,
+    valid
+      ? { type: ConditionType.ConfigValid, status: 'True', reason: Reason.Valid, message: 'The config parses and its pipelines name only defined components' }
+      : {
+          type: ConditionType.ConfigValid,
+          status: 'False',
+          reason: Reason.InvalidConfig,
+          message: input.issues.join('; ') + (input.lastGoodInEffect ? ' (the last valid config stays in effect)' : ' (nothing is pushed to the agents it selects)'),
+        },
+    g,
+    now,
+  );
+  conds = setCondition(
+    conds,
+    c.applying > 0
+      ? { type: ConditionType.Progressing, status: 'True', reason: Reason.Applying, message: `${c.applying} of ${c.matched} agents have not applied the config yet` }
+      : { type: ConditionType.Progressing, status: 'False', reason: Reason.Complete, message: 'No agent is applying a config' },
+    g,
+    now,
+  );
+  const firstFailure = c.failing[0];
+  conds = setCondition(
+    conds,
+    c.failed > 0
+      ? {
+          type: ConditionType.Degraded,
+          status: 'True',
+          reason: Reason.ApplyFailed,
+          message: `${c.failed} of ${c.matched} agents failed to apply the config${firstFailure ? `; ${firstFailure.name}: ${firstFailure.message}` : ''}`,
+        }
+      : { type: ConditionType.Degraded, status: 'False', reason: Reason.NoFailures, message: 'No agent reports a failure' },
+    g,
+    now,
+  );
+  let ready: ConditionInput;
+  if (!valid) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidConfig, message: 'The config is invalid' };
+  else if (c.failed > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `${c.failed} agents failed to apply the config` };
+  else if (c.applying > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Applying, message: `${c.applied} of ${c.matched} agents applied the config` };
+  else if (c.matched === 0) ready = { type: ConditionType.Ready, status: 'True', reason: Reason.NoAgents, message: 'No connected agent matches the selector' };
+  else ready = { type: ConditionType.Ready, status: 'True', reason: Reason.AllApplied, message: `All ${c.matched} agents applied the config` };
+  conds = setCondition(conds, ready, g, now);
+  const status: CollectorStatusObject = {
+    observedGeneration: g,
+    conditions: conds,
+    matched: c.matched,
+    connected: c.connected,
+    applied: c.applied,
+    applying: c.applying,
+    failed: c.failed,
+    healthy: c.healthy,
+    unhealthy: c.unhealthy,
+    failingAgents: c.failing,
+  };
+  if (input.configHash) status.configHash = input.configHash;
+  return status;
 }

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { buildCollectorStatus, emptyStatus } from '../../../src/controller/collector-status.js';
+
+const t0 = new Date('2026-11-25T10:00:00Z');
+const t1 = new Date('2026-11-25T10:05:00Z');
+const cond = (s: ReturnType<typeof buildCollectorStatus>, type: string) => s.conditions.find((c) => c.type === type)!;
+
+describe('buildCollectorStatus', () => {
+  it('is Ready with AllApplied when every matched agent applied', () => {
+    const s = buildCollectorStatus({ generation: 3, configHash: 'h', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 2, connected: 2, applied: 2, healthy: 2 }, previous: undefined, now: t0 });
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'True', reason: 'AllApplied', observedGeneration: 3, lastTransitionTime: '2026-11-25T10:00:00Z' });
+    expect(cond(s, 'ConfigValid').status).toBe('True');
+    expect(cond(s, 'Degraded').status).toBe('False');
+    expect(cond(s, 'Progressing').status).toBe('False');
+    expect(s).toMatchObject({ observedGeneration: 3, configHash: 'h', matched: 2, applied: 2 });
+  });
+
+  it('is Degraded with the first failing agent\'s message', () => {
+    const counts = { ...emptyStatus(), matched: 3, applied: 2, failed: 1, failing: [{ instanceUid: 'u', name: 'ns/pod-a', message: 'unknown exporter "kafka"' }] };
+    const s = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts, previous: undefined, now: t0 });
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'ApplyFailed', message: '1 of 3 agents failed to apply the config; ns/pod-a: unknown exporter "kafka"' });
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'ApplyFailed' });
+    expect(s.failingAgents).toHaveLength(1);
+  });
+
+  it('is not ConfigValid when the config is invalid, and says whether the last good config stays', () => {
+    const s = buildCollectorStatus({ generation: 4, configHash: null, issues: ['config is not valid YAML: x'], lastGoodInEffect: true, counts: emptyStatus(), previous: undefined, now: t0 });
+    expect(cond(s, 'ConfigValid')).toMatchObject({ status: 'False', reason: 'InvalidConfig', message: 'config is not valid YAML: x (the last valid config stays in effect)' });
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidConfig' });
+  });
+
+  it('moves lastTransitionTime only when a condition changes status', () => {
+    const a = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 1, applying: 1 }, previous: undefined, now: t0 });
+    const b = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 2, applying: 2 }, previous: a.conditions, now: t1 });
+    expect(cond(b, 'Progressing')).toMatchObject({ status: 'True', lastTransitionTime: '2026-11-25T10:00:00Z', message: '2 of 2 agents have not applied the config yet' });
+    const c = buildCollectorStatus({ generation: 2, configHash: 'h2', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 2, applied: 2 }, previous: b.conditions, now: t1 });
+    expect(cond(c, 'Progressing')).toMatchObject({ status: 'False', lastTransitionTime: '2026-11-25T10:05:00Z', observedGeneration: 2 });
+    expect(cond(c, 'ConfigValid').lastTransitionTime).toBe('2026-11-25T10:00:00Z');
+  });
+});
