@@ -4,15 +4,23 @@
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { startStandalone } from './app.js';
+import { loadKubeConfig } from './kube/client.js';
+import { startOperator } from './kube/operator.js';
 import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `Usage:
   fleetbridge standalone --manifests DIR [--opamp-port 4320] [--http-port 8080] [--host 0.0.0.0]
                          [--heartbeat-interval SECONDS] [--max-message-bytes N]
+  fleetbridge operator   [--kubeconfig PATH] [--namespace NS] [--bridge NAME]
+                         [--opamp-port PORT] [--http-port 8080] [--host 0.0.0.0] [--advertise-url URL]
 
 Commands:
   standalone   Serve OpAMP for the Collector and OpAMPBridge manifests in DIR (watched for changes).
+  operator     Serve OpAMP for the OpAMPBridge NAME in namespace NS, with Collectors and pods from the
+               Kubernetes API, and write the fleet's status back. Defaults: in-cluster config, the pod's
+               namespace (POD_NAMESPACE or the service account's), bridge FLEETBRIDGE_BRIDGE or "fleetbridge".
 `;
 
 function intFlag(v: string | undefined, name: string): number | undefined {
@@ -31,6 +39,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (command === 'operator') return operator(rest);
   if (command !== 'standalone') {
     process.stderr.write(`fleetbridge: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
     process.exit(2);
@@ -74,12 +83,16 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  stopOnSignals(logger, () => bridge.stop());
+}
+
+function stopOnSignals(logger: ReturnType<typeof createLogger>, stopFn: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'Stopping');
-    bridge.stop().then(
+    stopFn().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'Error while stopping');
@@ -89,6 +102,61 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+function inClusterNamespace(): string | undefined {
+  if (process.env['POD_NAMESPACE']) return process.env['POD_NAMESPACE'];
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+async function operator(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        kubeconfig: { type: 'string' },
+        namespace: { type: 'string' },
+        bridge: { type: 'string' },
+        'opamp-port': { type: 'string' },
+        'http-port': { type: 'string' },
+        host: { type: 'string' },
+        'advertise-url': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`fleetbridge: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  const namespace = values.namespace ?? inClusterNamespace();
+  if (!namespace) {
+    process.stderr.write('fleetbridge: --namespace is required outside a cluster\n');
+    process.exit(2);
+  }
+  const logger = createLogger();
+  let running;
+  try {
+    running = await startOperator({
+      kc: loadKubeConfig(values.kubeconfig ?? process.env['KUBECONFIG']),
+      namespace,
+      bridgeName: values.bridge ?? process.env['FLEETBRIDGE_BRIDGE'] ?? 'fleetbridge',
+      logger,
+      opampPort: intFlag(values['opamp-port'], 'opamp-port'),
+      httpPort: intFlag(values['http-port'], 'http-port'),
+      host: values.host,
+      advertiseUrl: values['advertise-url'],
+    });
+  } catch (err) {
+    logger.fatal({ err }, 'Fleetbridge operator failed to start');
+    process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  stopOnSignals(logger, () => running.stop());
 }
 
 void main(process.argv.slice(2));

@@ -1,0 +1,94 @@
+/**
+ * Turns Collector objects (from the API) into renderer inputs. A Collector whose new generation is
+ * invalid keeps its last valid generation in effect (agents keep their config); one that was never
+ * valid holds the agents it selects (nothing is pushed to them) instead of vanishing from their
+ * merged config. Parses each generation once.
+ */
+import { createHash } from 'node:crypto';
+import { CollectorSpec } from '../schema/v1alpha1/index.js';
+import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+
+export interface CollectorObject {
+  metadata?: { namespace?: string; name?: string; generation?: number; uid?: string };
+  spec?: unknown;
+}
+
+export interface CompiledCollector {
+  key: string;
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number;
+  input: CollectorInput | null;
+  /** This generation's own problems; empty when valid. */
+  issues: string[];
+  warnings: string[];
+  /** The input in effect is an earlier, valid generation. */
+  lastGoodInEffect: boolean;
+}
+
+interface Parsed {
+  generation: number;
+  input: CollectorInput | null;
+  issues: string[];
+  warnings: string[];
+}
+
+export class CollectorCompiler {
+  readonly #parsed = new Map<string, Parsed>();
+  readonly #lastGood = new Map<string, CollectorInput>();
+
+  compile(objects: readonly CollectorObject[]): CompiledCollector[] {
+    const seen = new Set<string>();
+    const out: CompiledCollector[] = [];
+    for (const o of objects) {
+      const namespace = o.metadata?.namespace ?? 'default';
+      const name = o.metadata?.name ?? '';
+      const uid = o.metadata?.uid ?? `${namespace}/${name}`;
+      const generation = o.metadata?.generation ?? 0;
+      seen.add(uid);
+      let p = this.#parsed.get(uid);
+      if (!p || p.generation !== generation) {
+        p = parse(namespace, name, generation, o.spec);
+        this.#parsed.set(uid, p);
+        if (p.input && p.issues.length === 0) this.#lastGood.set(uid, p.input);
+      }
+      const good = this.#lastGood.get(uid);
+      let input: CollectorInput | null;
+      let lastGoodInEffect = false;
+      if (p.issues.length === 0) input = p.input;
+      else if (good) {
+        input = good;
+        lastGoodInEffect = true;
+      } else input = p.input ? { ...p.input, invalid: p.issues } : null;
+      out.push({ key: `${namespace}/${name}`, namespace, name, uid, generation, input, issues: p.issues, warnings: p.warnings, lastGoodInEffect });
+    }
+    for (const uid of [...this.#parsed.keys()]) {
+      if (!seen.has(uid)) {
+        this.#parsed.delete(uid);
+        this.#lastGood.delete(uid);
+      }
+    }
+    return out;
+  }
+}
+
+function parse(namespace: string, name: string, generation: number, spec: unknown): Parsed {
+  const r = CollectorSpec.safeParse(spec);
+  if (!r.success) {
+    return { generation, input: null, issues: r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`), warnings: [] };
+  }
+  const cfg = parseCollectorConfig(r.data.config);
+  const base = {
+    namespace,
+    name,
+    generation,
+    priority: r.data.priority,
+    selector: r.data.selector,
+  };
+  if (!cfg.ok) {
+    return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues: cfg.issues, warnings: [] };
+  }
+  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config])).digest('hex').slice(0, 16);
+  return { generation, input: { ...base, revision, config: cfg.config }, issues: [], warnings: cfg.warnings };
+}

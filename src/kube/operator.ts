@@ -1,0 +1,415 @@
+/**
+ * Kubernetes mode: the bridge as an operator. Informers on OpAMPBridge, Collector and Pod (and
+ * Namespace when a namespaceSelector is set) feed a level-triggered reconcile of the desired state;
+ * the fleet's truth is written back into `status` (coalesced, leader only) with aggregated Events.
+ * Every replica serves OpAMP; only the Lease holder writes.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { AdminServer } from '../api/server.js';
+import type { AgentView, CollectorView } from '../api/views.js';
+import { buildCollectorStatus, aggregateCollectorStatus, emptyStatus, type CollectorFleetStatus } from '../controller/collector-status.js';
+import { CollectorCompiler, type CompiledCollector, type CollectorObject } from '../controller/collector-compiler.js';
+import { ConditionType, Reason, setCondition } from '../controller/conditions.js';
+import { WorkQueue } from '../controller/workqueue.js';
+import { Fleet, configState } from '../fleet/fleet.js';
+import { OpampServer } from '../opamp/server.js';
+import { parseUid, uidToString } from '../opamp/uid.js';
+import { DesiredState, renderMerged, selectorMatches } from '../render/index.js';
+import { API_GROUP, API_VERSION, GROUP_VERSION, OpAMPBridgeSpec, type Condition, type OpAMPBridge } from '../schema/v1alpha1/index.js';
+import { createMetrics, type Metrics } from '../telemetry/metrics.js';
+import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
+import { EventRecorder } from './events.js';
+import { ResilientInformer } from './informer.js';
+import { LeaderElector } from './leader.js';
+import { PodIndex, podIdentity } from './pod-identity.js';
+
+export interface OperatorOptions {
+  kc: KubeConfig;
+  /** Namespace of the OpAMPBridge this process serves (and of its Lease). */
+  namespace: string;
+  /** Name of that OpAMPBridge. */
+  bridgeName: string;
+  logger: Logger;
+  /** OpAMP port; overrides the OpAMPBridge. 0 picks a free port. */
+  opampPort?: number;
+  /** Admin API port (probes, metrics, API). Default 8080; 0 picks a free port. */
+  httpPort?: number;
+  host?: string;
+  /** Least time between two status writes of one object, ms. Default 1,000. */
+  statusIntervalMs?: number;
+  /** Default true. Off only for tests of a single replica. */
+  leaderElection?: boolean;
+  /** This replica's identity in the Lease. Default host name + random suffix. */
+  identity?: string;
+  /** Overrides spec.heartbeatIntervalSeconds. */
+  heartbeatIntervalSeconds?: number;
+  /** The URL agents should use, shown in OpAMPBridge.status.endpoint. Default ws://NAME.NAMESPACE.svc:PORT/PATH. */
+  advertiseUrl?: string;
+  pingIntervalMs?: number;
+  sweepIntervalMs?: number;
+  metrics?: Metrics;
+}
+
+export interface RunningOperator {
+  opampUrl: { websocket: string; http: string };
+  apiUrl: string;
+  fleet: Fleet;
+  isLeader(): boolean;
+  /** Resolves when queued reconciles and status writes are done (tests). */
+  settled(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+type CollectorResource = KubernetesObject & CollectorObject & { status?: { conditions?: Condition[] } };
+type BridgeResource = KubernetesObject & { spec?: unknown; status?: { conditions?: Condition[] } };
+
+const COLLECTORS = 'collectors';
+const BRIDGES = 'opampbridges';
+
+export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
+  const log = opts.logger;
+  const metrics = opts.metrics ?? createMetrics();
+  const om = operatorMetrics(metrics);
+  const k = makeClients(opts.kc);
+  const ns = opts.namespace;
+
+  const bridgeObj = await readBridge();
+  const parsedSpec = OpAMPBridgeSpec.safeParse(bridgeObj?.spec ?? {});
+  if (!parsedSpec.success) log.error({ issues: parsedSpec.error.issues }, 'OpAMPBridge spec is invalid; serving with defaults');
+  const spec = parsedSpec.success ? parsedSpec.data : OpAMPBridgeSpec.parse({});
+  const selector = spec.namespaceSelector;
+  const clusterWide = selector !== undefined;
+
+  // ---- caches ------------------------------------------------------------------------------
+  const desiredQueue = new WorkQueue({
+    name: 'desired',
+    logger: log.child({ component: 'controller' }),
+    concurrency: 1,
+    process: async () => reconcileDesired(),
+    onResult: (_k, outcome, s) => om.observe('desired', outcome, s),
+  });
+  const statusQueue = new WorkQueue({
+    name: 'status',
+    logger: log.child({ component: 'status' }),
+    concurrency: 4,
+    minIntervalMs: opts.statusIntervalMs ?? 1000,
+    process: async (key) => writeStatus(key),
+    onResult: (_k, outcome, s) => om.observe('status', outcome, s),
+  });
+  const onInputChange = () => desiredQueue.add('desired');
+  const informers: ResilientInformer<KubernetesObject>[] = [];
+  const informer = <T extends KubernetesObject>(path: string, list: () => Promise<KubernetesListObject<T>>, onChange: (o: T | null) => void) => {
+    const inf = new ResilientInformer<T>({ kc: opts.kc, path, list, logger: log.child({ component: 'informer' }), onChange, onError: () => om.apiErrors.inc({ op: 'watch' }) });
+    informers.push(inf as unknown as ResilientInformer<KubernetesObject>);
+    return inf;
+  };
+
+  const nsInformer = clusterWide
+    ? informer<V1Namespace>('/api/v1/namespaces', () => k.core.listNamespace(), onInputChange)
+    : null;
+  const serves = (namespace: string): boolean => {
+    if (!clusterWide) return namespace === ns;
+    if (namespace === ns) return true;
+    const n = nsInformer!.get(namespace);
+    return !!n && selectorMatches(selector!, n.metadata?.labels ?? {});
+  };
+  const collectorInformer = clusterWide
+    ? informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/${COLLECTORS}`, () => k.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onInputChange)
+    : informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${COLLECTORS}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onInputChange);
+  let podIndex: PodIndex;
+  const podInformer = clusterWide
+    ? informer<V1Pod>('/api/v1/pods', () => k.core.listPodForAllNamespaces(), (p) => { podIndex.update(p); onInputChange(); })
+    : informer<V1Pod>(`/api/v1/namespaces/${ns}/pods`, () => k.core.listNamespacedPod({ namespace: ns }), (p) => { podIndex.update(p); onInputChange(); });
+  podIndex = new PodIndex(podInformer);
+  const bridgeInformer = informer<BridgeResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${BRIDGES}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES }) as Promise<KubernetesListObject<BridgeResource>>, () => statusQueue.add('bridge'));
+
+  // ---- fleet and OpAMP ----------------------------------------------------------------------
+  const fleet = new Fleet({
+    logger: log.child({ component: 'fleet' }),
+    metrics,
+    heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? spec.heartbeatIntervalSeconds,
+    maxAgents: spec.limits.maxAgents,
+    defaultNamespace: ns,
+    identity: podIdentity(podIndex, serves),
+  });
+  const compiler = new CollectorCompiler();
+  let compiled: CompiledCollector[] = [];
+  let countsCache: Map<string, CollectorFleetStatus> | null = null;
+  const counts = () => (countsCache ??= aggregateCollectorStatus(fleet.records()));
+  const renderIssues = (): Map<string, string[]> => {
+    const m = new Map<string, Set<string>>();
+    for (const rec of fleet.records()) {
+      if (!rec.desired || rec.desired.issues.length === 0) continue;
+      for (const key of rec.desired.collectors) {
+        let set = m.get(key);
+        if (!set) m.set(key, (set = new Set()));
+        for (const i of rec.desired.issues) if (!i.startsWith(`Collector ${key} is invalid`)) set.add(`merged config (${rec.desired.collectors.join(' + ')}): ${i}`);
+      }
+    }
+    return new Map([...m].map(([key, set]) => [key, [...set]]));
+  };
+
+  let statusTimer: NodeJS.Timeout | null = null;
+  const scheduleAllStatus = () => {
+    countsCache = null;
+    if (statusTimer) return;
+    statusTimer = setTimeout(() => {
+      statusTimer = null;
+      for (const c of compiled) statusQueue.add(`collector:${c.key}`);
+      statusQueue.add('bridge');
+    }, 250);
+    statusTimer.unref();
+  };
+  fleet.onChange(scheduleAllStatus);
+
+  async function reconcileDesired(): Promise<void> {
+    if (!collectorInformer.synced || !podInformer.synced || (nsInformer && !nsInformer.synced)) return;
+    const objects = collectorInformer.list().filter((c) => serves(c.metadata?.namespace ?? ''));
+    compiled = compiler.compile(objects);
+    fleet.setDesiredState(new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : []))));
+    scheduleAllStatus();
+  }
+
+  // ---- status ----------------------------------------------------------------------------
+  const elector = opts.leaderElection === false
+    ? null
+    : new LeaderElector({
+        api: k.coordination,
+        namespace: ns,
+        name: `fleetbridge-${opts.bridgeName}`,
+        identity: opts.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+        logger: log.child({ component: 'leader' }),
+        onChange: (leader) => {
+          if (leader) {
+            lastWritten.clear();
+            scheduleAllStatus();
+          }
+        },
+      });
+  const isLeader = () => (elector ? elector.isLeader : true);
+  const events = new EventRecorder(k.core, log.child({ component: 'events' }), { instance: opts.identity ?? hostname() });
+  const lastWritten = new Map<string, string>();
+  const lastEventState = new Map<string, string>();
+  const ownHash = new Map<string, string>();
+
+  async function writeStatus(key: string): Promise<void> {
+    if (!isLeader()) return;
+    if (key === 'bridge') return writeBridgeStatus();
+    const ckey = key.slice('collector:'.length);
+    const [cns, cname] = ckey.split('/') as [string, string];
+    const obj = collectorInformer.get(cname, cns);
+    const c = compiled.find((x) => x.key === ckey);
+    if (!obj || !c) return;
+    const extra = renderIssues().get(ckey) ?? [];
+    const issues = [...c.issues, ...extra];
+    let hash: string | null = null;
+    if (c.input && !c.input.invalid) {
+      hash = ownHash.get(c.input.revision) ?? null;
+      if (!hash) ownHash.set(c.input.revision, (hash = renderMerged([c.input]).hashHex));
+    }
+    const fleetCounts = counts().get(ckey) ?? emptyStatus();
+    const status = buildCollectorStatus({
+      generation: c.generation,
+      configHash: hash,
+      issues,
+      lastGoodInEffect: c.lastGoodInEffect,
+      counts: fleetCounts,
+      previous: obj.status?.conditions,
+      now: new Date(),
+    });
+    const body = JSON.stringify(status);
+    if (lastWritten.get(key) === body) return;
+    try {
+      await k.custom.patchNamespacedCustomObjectStatus(
+        { group: API_GROUP, version: API_VERSION, namespace: cns, plural: COLLECTORS, name: cname, body: { status: { ...status, configHash: status.configHash ?? null } } },
+        MERGE_PATCH,
+      );
+      om.statusWrites.inc({ kind: 'Collector', outcome: 'ok' });
+      lastWritten.set(key, body);
+    } catch (err) {
+      if (statusOf(err) === 404) return; // deleted meanwhile
+      om.statusWrites.inc({ kind: 'Collector', outcome: 'error' });
+      om.apiErrors.inc({ op: 'status' });
+      throw new Error(`status write for Collector ${ckey} failed: ${errorText(err)}`);
+    }
+    // Events: one per distinct problem, aggregated by the recorder.
+    const ref = { apiVersion: GROUP_VERSION, kind: 'Collector', namespace: cns, name: cname, uid: obj.metadata?.uid ?? '' };
+    const eventState = JSON.stringify([issues, fleetCounts.failing.map((f) => f.message)]);
+    if (lastEventState.get(key) !== eventState) {
+      lastEventState.set(key, eventState);
+      if (issues.length > 0) void events.record(ref, 'Warning', Reason.InvalidConfig, issues.join('; '));
+      const messages = new Map<string, number>();
+      for (const f of fleetCounts.failing) messages.set(f.message, (messages.get(f.message) ?? 0) + 1);
+      for (const [message, n] of messages) {
+        void events.record(ref, 'Warning', Reason.ApplyFailed, `${n} agent(s) failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
+      }
+    }
+  }
+
+  const opampPort = opts.opampPort ?? spec.endpoint.port;
+  let advertised = opts.advertiseUrl ?? `ws://${opts.bridgeName}.${ns}.svc:${opampPort}${spec.endpoint.path}`;
+
+  async function writeBridgeStatus(): Promise<void> {
+    const obj = bridgeInformer.get(opts.bridgeName, ns);
+    if (!obj) return;
+    const t = { connected: 0, healthy: 0, unhealthy: 0, applied: 0, failed: 0, unbound: 0 };
+    for (const rec of fleet.records()) {
+      if (!rec.connected) continue;
+      t.connected++;
+      if (rec.health) rec.health.healthy ? t.healthy++ : t.unhealthy++;
+      const s = configState(rec);
+      if (s === 'applied') t.applied++;
+      if (s === 'failed') t.failed++;
+      if (rec.identityError) t.unbound++;
+    }
+    const synced = informers.every((i) => i.synced);
+    const gen = (obj.metadata?.generation as number | undefined) ?? 0;
+    const conditions = setCondition(
+      obj.status?.conditions,
+      synced
+        ? { type: ConditionType.Ready, status: 'True', reason: Reason.Serving, message: `Serving OpAMP on ${advertised}; ${t.connected} agents connected${t.unbound ? `, ${t.unbound} not bound to a pod` : ''}` }
+        : { type: ConditionType.Ready, status: 'False', reason: Reason.NotServing, message: 'Waiting for the Kubernetes caches to sync' },
+      gen,
+      new Date(),
+    );
+    const status = { observedGeneration: gen, endpoint: advertised, conditions, agents: t };
+    const body = JSON.stringify(status);
+    if (lastWritten.get('bridge') === body) return;
+    try {
+      await k.custom.patchNamespacedCustomObjectStatus({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES, name: opts.bridgeName, body: { status } }, MERGE_PATCH);
+      om.statusWrites.inc({ kind: 'OpAMPBridge', outcome: 'ok' });
+      lastWritten.set('bridge', body);
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      om.statusWrites.inc({ kind: 'OpAMPBridge', outcome: 'error' });
+      om.apiErrors.inc({ op: 'status' });
+      throw new Error(`status write for OpAMPBridge ${ns}/${opts.bridgeName} failed: ${errorText(err)}`);
+    }
+  }
+
+  async function readBridge(): Promise<OpAMPBridge | null> {
+    const deadline = Date.now() + 30_000;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 4000)) {
+      try {
+        return (await k.custom.getNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES, name: opts.bridgeName })) as OpAMPBridge;
+      } catch (err) {
+        if (statusOf(err) === 404) {
+          log.warn({ bridge: `${ns}/${opts.bridgeName}` }, 'OpAMPBridge not found; serving with defaults');
+          return null;
+        }
+        if (Date.now() > deadline) {
+          log.error({ err: errorText(err) }, 'Cannot read the OpAMPBridge; serving with defaults');
+          return null;
+        }
+        log.warn({ err: errorText(err), retryInMs: delay }, 'Cannot read the OpAMPBridge yet');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  // ---- servers -----------------------------------------------------------------------------
+  const opamp = new OpampServer({
+    handler: fleet,
+    logger: log.child({ component: 'opamp' }),
+    onProtocolError: (transport, code) => metrics.protocolErrors.inc({ transport, code }),
+    path: spec.endpoint.path,
+    transports: spec.transports,
+    maxMessageBytes: spec.limits.maxMessageBytes,
+    pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+  });
+  const admin = new AdminServer({
+    registry: metrics.registry,
+    logger: log.child({ component: 'api' }),
+    source: {
+      ready: () => informers.every((i) => i.synced),
+      agents: (): AgentView[] => [...fleet.records()].map((r) => fleet.view(r)),
+      agent: (uid) => {
+        const b = parseUid(uid);
+        const rec = b ? fleet.get(uidToString(b)) : undefined;
+        return rec ? fleet.view(rec) : undefined;
+      },
+      collectors: () => {
+        const extra = renderIssues();
+        const views: CollectorView[] = compiled.map((c) => {
+          const issues = [...c.issues, ...(extra.get(c.key) ?? [])];
+          return {
+            namespace: c.namespace,
+            name: c.name,
+            source: null,
+            generation: c.generation,
+            priority: c.input?.priority ?? 0,
+            valid: issues.length === 0,
+            issues,
+            configHash: c.input && !c.input.invalid ? renderMerged([c.input]).hashHex : null,
+            status: counts().get(c.key) ?? emptyStatus(),
+          };
+        });
+        return { collectors: views, invalidFiles: [] };
+      },
+      beforeScrape: () => {
+        fleet.updateGauges();
+        om.queueDepth.set({ queue: 'desired' }, desiredQueue.depth);
+        om.queueDepth.set({ queue: 'status' }, statusQueue.depth);
+        om.leader.set(isLeader() ? 1 : 0);
+      },
+    },
+  });
+
+  const host = opts.host ?? '0.0.0.0';
+  const oa = await opamp.listen(opampPort, host);
+  if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `ws://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
+  const aa = await admin.listen(opts.httpPort ?? 8080, host);
+  for (const i of informers) i.start();
+  elector?.start();
+  const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);
+  sweeper.unref();
+  // Periodic full reconcile, in case an event was missed (controller-runtime's resync).
+  const resync = setInterval(() => {
+    desiredQueue.add('desired');
+    scheduleAllStatus();
+  }, 60_000);
+  resync.unref();
+
+  const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
+  log.info({ bridge: `${ns}/${opts.bridgeName}`, opamp: `${shown(oa.host)}:${oa.port}`, api: `${shown(aa.host)}:${aa.port}`, clusterWide }, 'Fleetbridge operator started');
+  return {
+    opampUrl: { websocket: `ws://${shown(oa.host)}:${oa.port}${spec.endpoint.path}`, http: `http://${shown(oa.host)}:${oa.port}${spec.endpoint.path}` },
+    apiUrl: `http://${shown(aa.host)}:${aa.port}`,
+    fleet,
+    isLeader,
+    async settled() {
+      await desiredQueue.idle();
+      await statusQueue.idle();
+    },
+    async stop() {
+      clearInterval(sweeper);
+      clearInterval(resync);
+      if (statusTimer) clearTimeout(statusTimer);
+      await elector?.stop();
+      desiredQueue.shutdown();
+      statusQueue.shutdown();
+      await Promise.all(informers.map((i) => i.stop()));
+      await Promise.all([opamp.close(), admin.close()]);
+    },
+  };
+}
+
+function operatorMetrics(m: Metrics) {
+  const get = <T>(name: string, make: () => T): T => (m.registry.getSingleMetric(name) as T | undefined) ?? make();
+  const reconciles = get('fleetbridge_reconcile_total', () => new Counter({ name: 'fleetbridge_reconcile_total', help: 'Reconciles by queue and outcome', labelNames: ['queue', 'outcome'] as const, registers: [m.registry] }));
+  const duration = get('fleetbridge_reconcile_duration_seconds', () => new Histogram({ name: 'fleetbridge_reconcile_duration_seconds', help: 'Reconcile duration by queue', labelNames: ['queue'] as const, buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10], registers: [m.registry] }));
+  return {
+    observe(queue: string, outcome: string, seconds: number) {
+      reconciles.inc({ queue, outcome });
+      duration.observe({ queue }, seconds);
+    },
+    queueDepth: get('fleetbridge_workqueue_depth', () => new Gauge({ name: 'fleetbridge_workqueue_depth', help: 'Keys waiting in each work queue', labelNames: ['queue'] as const, registers: [m.registry] })),
+    statusWrites: get('fleetbridge_status_writes_total', () => new Counter({ name: 'fleetbridge_status_writes_total', help: 'Status subresource writes by kind and outcome', labelNames: ['kind', 'outcome'] as const, registers: [m.registry] })),
+    apiErrors: get('fleetbridge_kube_api_errors_total', () => new Counter({ name: 'fleetbridge_kube_api_errors_total', help: 'Failed Kubernetes API calls by operation', labelNames: ['op'] as const, registers: [m.registry] })),
+    leader: get('fleetbridge_leader', () => new Gauge({ name: 'fleetbridge_leader', help: '1 while this replica holds the Lease and writes status', registers: [m.registry] })),
+  };
+}

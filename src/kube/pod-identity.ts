@@ -1,0 +1,74 @@
+/**
+ * Binds agents to pods in Kubernetes mode. An agent names its pod through the attributes
+ * `k8s.pod.uid`, or `k8s.pod.name` with `k8s.namespace.name`; the pod's labels — from the API,
+ * never from the agent — select its Collectors, in the pod's own namespace only.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import type { AgentIdentity, IdentityResolver } from '../fleet/agent.js';
+
+export interface PodLookup {
+  byUid(uid: string): V1Pod | undefined;
+  byName(namespace: string, name: string): V1Pod | undefined;
+}
+
+export const POD_UID = 'k8s.pod.uid';
+export const POD_NAME = 'k8s.pod.name';
+export const NAMESPACE = 'k8s.namespace.name';
+
+export function podIdentity(pods: PodLookup, serves: (namespace: string) => boolean): IdentityResolver {
+  return (agent): AgentIdentity => {
+    const a = agent.attributes;
+    const uid = a[POD_UID];
+    const name = a[POD_NAME];
+    const ns = a[NAMESPACE];
+    if (!uid && !(name && ns)) {
+      return { ok: false, error: `the agent reports neither ${POD_UID} nor ${POD_NAME} with ${NAMESPACE}, so it cannot be bound to a pod` };
+    }
+    if (ns && !serves(ns)) return { ok: false, error: `the agent claims a pod in namespace ${ns}, which this bridge does not serve` };
+    let pod: V1Pod | undefined;
+    if (uid) {
+      pod = pods.byUid(uid);
+      if (!pod) return { ok: false, error: `the agent claims pod uid ${uid}${name ? ` (${ns ?? '?'}/${name})` : ''}, which does not exist in a namespace this bridge serves` };
+      const pns = pod.metadata?.namespace ?? '';
+      const pname = pod.metadata?.name ?? '';
+      if ((name && name !== pname) || (ns && ns !== pns)) {
+        return { ok: false, error: `the agent claims pod ${ns ?? '?'}/${name ?? '?'} but uid ${uid} belongs to pod ${pns}/${pname}` };
+      }
+    } else {
+      pod = pods.byName(ns!, name!);
+      if (!pod) return { ok: false, error: `the agent claims pod ${ns}/${name}, which does not exist` };
+    }
+    const podNs = pod.metadata?.namespace ?? '';
+    if (!serves(podNs)) return { ok: false, error: `the agent's pod is in namespace ${podNs}, which this bridge does not serve` };
+    if (pod.metadata?.deletionTimestamp) return { ok: false, error: `the agent's pod ${podNs}/${pod.metadata?.name} is being deleted` };
+    return { ok: true, namespace: podNs, labels: { ...(pod.metadata?.labels ?? {}) }, pod: `${podNs}/${pod.metadata?.name}` };
+  };
+}
+
+/** A uid index over a pod cache, rebuilt incrementally from informer callbacks. */
+export class PodIndex implements PodLookup {
+  readonly #byUid = new Map<string, V1Pod>();
+  constructor(private readonly cache: { list(): readonly V1Pod[]; get(name: string, namespace?: string): V1Pod | undefined }) {}
+
+  /** Call with the changed pod, or null after a re-list. */
+  update(pod: V1Pod | null): void {
+    if (pod === null) {
+      this.#byUid.clear();
+      for (const p of this.cache.list()) if (p.metadata?.uid) this.#byUid.set(p.metadata.uid, p);
+      return;
+    }
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    const current = this.cache.get(pod.metadata?.name ?? '', pod.metadata?.namespace);
+    if (current && current.metadata?.uid === uid) this.#byUid.set(uid, current);
+    else this.#byUid.delete(uid);
+  }
+
+  byUid(uid: string): V1Pod | undefined {
+    return this.#byUid.get(uid);
+  }
+
+  byName(namespace: string, name: string): V1Pod | undefined {
+    return this.cache.get(name, namespace);
+  }
+}

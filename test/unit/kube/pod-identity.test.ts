@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import type { V1Pod } from '@kubernetes/client-node';
+import { podIdentity, type PodLookup } from '../../../src/kube/pod-identity.js';
+import type { AgentRecord } from '../../../src/fleet/agent.js';
+
+const pods: V1Pod[] = [
+  { metadata: { namespace: 'team-a', name: 'web-1', uid: 'u-web-1', labels: { app: 'web', tier: 'front' } } },
+  { metadata: { namespace: 'team-b', name: 'db-1', uid: 'u-db-1', labels: { app: 'db' } } },
+];
+const lookup: PodLookup = {
+  byUid: (u) => pods.find((p) => p.metadata?.uid === u),
+  byName: (ns, n) => pods.find((p) => p.metadata?.namespace === ns && p.metadata?.name === n),
+};
+const resolve = podIdentity(lookup, (ns) => ns === 'team-a');
+const agent = (attributes: Record<string, string>) => ({ attributes }) as AgentRecord;
+
+describe('podIdentity', () => {
+  it('binds by pod uid and takes labels from the pod, not from the agent', () => {
+    expect(resolve(agent({ 'k8s.pod.uid': 'u-web-1', app: 'forged' }))).toEqual({ ok: true, namespace: 'team-a', labels: { app: 'web', tier: 'front' }, pod: 'team-a/web-1' });
+  });
+
+  it('binds by pod name and namespace', () => {
+    expect(resolve(agent({ 'k8s.pod.name': 'web-1', 'k8s.namespace.name': 'team-a' }))).toMatchObject({ ok: true, pod: 'team-a/web-1' });
+  });
+
+  it('refuses a pod that does not exist', () => {
+    expect(resolve(agent({ 'k8s.pod.name': 'ghost', 'k8s.namespace.name': 'team-a' }))).toEqual({ ok: false, error: 'the agent claims pod team-a/ghost, which does not exist' });
+  });
+
+  it('refuses a pod in a namespace the bridge does not serve, by name or by uid', () => {
+    expect(resolve(agent({ 'k8s.pod.name': 'db-1', 'k8s.namespace.name': 'team-b' }))).toEqual({ ok: false, error: 'the agent claims a pod in namespace team-b, which this bridge does not serve' });
+    expect(resolve(agent({ 'k8s.pod.uid': 'u-db-1' }))).toEqual({ ok: false, error: "the agent's pod is in namespace team-b, which this bridge does not serve" });
+  });
+
+  it('refuses a uid that belongs to another pod than the one named', () => {
+    expect(resolve(agent({ 'k8s.pod.uid': 'u-web-1', 'k8s.pod.name': 'web-2', 'k8s.namespace.name': 'team-a' }))).toEqual({ ok: false, error: 'the agent claims pod team-a/web-2 but uid u-web-1 belongs to pod team-a/web-1' });
+  });
+
+  it('refuses an agent that names no pod', () => {
+    expect(resolve(agent({ 'service.name': 'x' })).ok).toBe(false);
+  });
+});
