@@ -18,7 +18,7 @@ import { WorkQueue } from '../controller/workqueue.js';
 import { Fleet, configState } from '../fleet/fleet.js';
 import { OpampServer } from '../opamp/server.js';
 import { parseUid, uidToString } from '../opamp/uid.js';
-import { DesiredState, renderMerged, selectorMatches } from '../render/index.js';
+import { DesiredState, renderMerged, selectorMatches, type CollectorInput } from '../render/index.js';
 import { API_GROUP, API_VERSION, GROUP_VERSION, OpAMPBridgeSpec, type Condition, type OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
@@ -117,13 +117,29 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     const n = nsInformer!.get(namespace);
     return !!n && selectorMatches(selector!, n.metadata?.labels ?? {});
   };
-  const collectorInformer = clusterWide
-    ? informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/${COLLECTORS}`, () => k.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onInputChange)
-    : informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${COLLECTORS}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onInputChange);
+  // Our own status writes come back as updates: only a new generation (or an add/delete) is an input change.
+  const seenGeneration = new Map<string, number>();
+  const onCollector = (c: CollectorResource | null) => {
+    if (c) {
+      const uid = c.metadata?.uid ?? '';
+      const live = collectorInformer.get(c.metadata?.name ?? '', c.metadata?.namespace);
+      if (!live) seenGeneration.delete(uid);
+      else if (seenGeneration.get(uid) === live.metadata?.generation) return;
+      else seenGeneration.set(uid, live.metadata?.generation ?? 0);
+    }
+    onInputChange();
+  };
+  const collectorInformer: ResilientInformer<CollectorResource> = clusterWide
+    ? informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/${COLLECTORS}`, () => k.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onCollector)
+    : informer<CollectorResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${COLLECTORS}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: COLLECTORS }) as Promise<KubernetesListObject<CollectorResource>>, onCollector);
   let podIndex: PodIndex;
+  // Pods change often (status from the kubelet); only existence and labels matter here.
+  const onPod = (p: V1Pod | null) => {
+    if (podIndex.update(p)) onInputChange();
+  };
   const podInformer = clusterWide
-    ? informer<V1Pod>('/api/v1/pods', () => k.core.listPodForAllNamespaces(), (p) => { podIndex.update(p); onInputChange(); })
-    : informer<V1Pod>(`/api/v1/namespaces/${ns}/pods`, () => k.core.listNamespacedPod({ namespace: ns }), (p) => { podIndex.update(p); onInputChange(); });
+    ? informer<V1Pod>('/api/v1/pods', () => k.core.listPodForAllNamespaces(), onPod)
+    : informer<V1Pod>(`/api/v1/namespaces/${ns}/pods`, () => k.core.listNamespacedPod({ namespace: ns }), onPod);
   podIndex = new PodIndex(podInformer);
   const bridgeInformer = informer<BridgeResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${BRIDGES}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES }) as Promise<KubernetesListObject<BridgeResource>>, () => statusQueue.add('bridge'));
 
@@ -139,8 +155,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const compiler = new CollectorCompiler();
   let compiled: CompiledCollector[] = [];
   let countsCache: Map<string, CollectorFleetStatus> | null = null;
+  let issuesCache: Map<string, string[]> | null = null;
   const counts = () => (countsCache ??= aggregateCollectorStatus(fleet.records()));
-  const renderIssues = (): Map<string, string[]> => {
+  const renderIssues = () => (issuesCache ??= computeRenderIssues());
+  const computeRenderIssues = (): Map<string, string[]> => {
     const m = new Map<string, Set<string>>();
     for (const rec of fleet.records()) {
       if (!rec.desired || rec.desired.issues.length === 0) continue;
@@ -156,6 +174,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   let statusTimer: NodeJS.Timeout | null = null;
   const scheduleAllStatus = () => {
     countsCache = null;
+    issuesCache = null;
     if (statusTimer) return;
     statusTimer = setTimeout(() => {
       statusTimer = null;
@@ -195,6 +214,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const lastWritten = new Map<string, string>();
   const lastEventState = new Map<string, string>();
   const ownHash = new Map<string, string>();
+  /** The hash of a Collector's own config rendered alone (status.configHash). */
+  const ownConfigHash = (input: CollectorInput): string => {
+    let h = ownHash.get(input.revision);
+    if (!h) ownHash.set(input.revision, (h = renderMerged([input]).hashHex));
+    return h;
+  };
 
   async function writeStatus(key: string): Promise<void> {
     if (!isLeader()) return;
@@ -206,11 +231,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (!obj || !c) return;
     const extra = renderIssues().get(ckey) ?? [];
     const issues = [...c.issues, ...extra];
-    let hash: string | null = null;
-    if (c.input && !c.input.invalid) {
-      hash = ownHash.get(c.input.revision) ?? null;
-      if (!hash) ownHash.set(c.input.revision, (hash = renderMerged([c.input]).hashHex));
-    }
+    const hash = c.input && !c.input.invalid ? ownConfigHash(c.input) : null;
     const fleetCounts = counts().get(ckey) ?? emptyStatus();
     const status = buildCollectorStatus({
       generation: c.generation,
@@ -344,7 +365,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
             priority: c.input?.priority ?? 0,
             valid: issues.length === 0,
             issues,
-            configHash: c.input && !c.input.invalid ? renderMerged([c.input]).hashHex : null,
+            configHash: c.input && !c.input.invalid ? ownConfigHash(c.input) : null,
             status: counts().get(c.key) ?? emptyStatus(),
           };
         });

@@ -50,18 +50,38 @@ export class PodIndex implements PodLookup {
   readonly #byUid = new Map<string, V1Pod>();
   constructor(private readonly cache: { list(): readonly V1Pod[]; get(name: string, namespace?: string): V1Pod | undefined }) {}
 
-  /** Call with the changed pod, or null after a re-list. */
-  update(pod: V1Pod | null): void {
+  readonly #fingerprint = new Map<string, string>();
+
+  /**
+   * Call with the changed pod, or null after a re-list. Returns whether anything that binds agents
+   * changed (a pod appeared, went, was relabelled or started terminating), so that status-only
+   * updates from the kubelet do not trigger a reconcile.
+   */
+  update(pod: V1Pod | null): boolean {
     if (pod === null) {
       this.#byUid.clear();
-      for (const p of this.cache.list()) if (p.metadata?.uid) this.#byUid.set(p.metadata.uid, p);
-      return;
+      this.#fingerprint.clear();
+      for (const p of this.cache.list()) {
+        const uid = p.metadata?.uid;
+        if (!uid) continue;
+        this.#byUid.set(uid, p);
+        this.#fingerprint.set(uid, fingerprint(p));
+      }
+      return true;
     }
     const uid = pod.metadata?.uid;
-    if (!uid) return;
+    if (!uid) return false;
     const current = this.cache.get(pod.metadata?.name ?? '', pod.metadata?.namespace);
-    if (current && current.metadata?.uid === uid) this.#byUid.set(uid, current);
-    else this.#byUid.delete(uid);
+    if (current && current.metadata?.uid === uid) {
+      this.#byUid.set(uid, current);
+      const fp = fingerprint(current);
+      if (this.#fingerprint.get(uid) === fp) return false;
+      this.#fingerprint.set(uid, fp);
+      return true;
+    }
+    this.#byUid.delete(uid);
+    this.#fingerprint.delete(uid);
+    return true;
   }
 
   byUid(uid: string): V1Pod | undefined {
@@ -71,4 +91,8 @@ export class PodIndex implements PodLookup {
   byName(namespace: string, name: string): V1Pod | undefined {
     return this.cache.get(name, namespace);
   }
+}
+
+function fingerprint(p: V1Pod): string {
+  return JSON.stringify([p.metadata?.namespace, p.metadata?.name, p.metadata?.labels ?? {}, !!p.metadata?.deletionTimestamp]);
 }
