@@ -78,7 +78,7 @@ function parse(namespace: string, name: string, generation: number, spec: unknow
   if (!r.success) {
     return { generation, input: null, issues: r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`), warnings: [] };
   }
-  const cfg = parseCollectorConfig(r.data.config);
+  const cfg = parseCollectorConfig(r.data.config ?? r.data.configYaml ?? {});
   const base = {
     namespace,
     name,

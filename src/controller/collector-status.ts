@@ -51,9 +51,10 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
 
 /** A name a person recognises: the pod, else the host, else the uid. */
 export function agentName(rec: AgentRecord): string {
-  const l = rec.labels;
-  if (l['k8s.pod.name']) return `${l['k8s.namespace.name'] ?? rec.namespace}/${l['k8s.pod.name']}`;
-  return l['host.name'] ?? l['service.instance.id'] ?? rec.uid;
+  if (rec.pod) return rec.pod;
+  const a = rec.attributes;
+  if (a['k8s.pod.name']) return `${a['k8s.namespace.name'] ?? rec.namespace}/${a['k8s.pod.name']}`;
+  return a['host.name'] ?? a['service.instance.id'] ?? rec.uid;
 }
 
 export interface CollectorStatusObject {

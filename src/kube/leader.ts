@@ -3,7 +3,7 @@
  * every replica serves OpAMP. Optimistic concurrency (resourceVersion) makes take-over safe. A
  * leader that cannot renew within the lease duration steps down by itself.
  */
-import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import { V1MicroTime, type CoordinationV1Api, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { errorText, statusOf } from './client.js';
 
@@ -48,9 +48,10 @@ export class LeaderElector {
         const { api, namespace, name } = this.#o;
         const lease = await api.readNamespacedLease({ namespace, name });
         if (lease.spec?.holderIdentity === this.#o.identity) {
-          lease.spec.holderIdentity = undefined;
-          lease.spec.leaseDurationSeconds = 1;
-          await api.replaceNamespacedLease({ namespace, name, body: lease });
+          const spec = microTimes(lease.spec);
+          spec.holderIdentity = undefined;
+          spec.leaseDurationSeconds = 1;
+          await api.replaceNamespacedLease({ namespace, name, body: { ...lease, spec } });
         }
       } catch (err) {
         this.#o.logger.debug({ err: errorText(err) }, 'Could not release the lease');
@@ -81,7 +82,7 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(): Promise<void> {
     const { api, namespace, name, identity, leaseDurationSeconds } = this.#o;
-    const now = new Date();
+    const now = new V1MicroTime();
     let lease: V1Lease | null = null;
     try {
       lease = await api.readNamespacedLease({ namespace, name });
@@ -101,7 +102,7 @@ export class LeaderElector {
       }
       return;
     }
-    const spec = lease.spec ?? {};
+    const spec = microTimes(lease.spec ?? {});
     const holder = spec.holderIdentity;
     const renewed = spec.renewTime ? new Date(spec.renewTime as unknown as string).getTime() : 0;
     const expired = !holder || renewed + (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000 < now.getTime();
@@ -131,4 +132,13 @@ export class LeaderElector {
       throw err;
     }
   }
+}
+
+/**
+ * Lease times are MicroTime (six fractional digits). client-node 1.x serialises a plain Date with
+ * three and the apiserver answers 400; times read back arrive as plain Dates, so re-wrap them.
+ */
+function microTimes(spec: V1LeaseSpec): V1LeaseSpec {
+  const wrap = (d: Date | undefined) => (d ? new V1MicroTime(new Date(d as unknown as string).getTime()) : undefined);
+  return { ...spec, acquireTime: wrap(spec.acquireTime), renewTime: wrap(spec.renewTime) };
 }

@@ -28,7 +28,7 @@ export type ParseResult =
   | { ok: false; issues: string[] };
 
 /**
- * Parses a Collector's `spec.config` (YAML text or object) into a mapping and drops the
+ * Parses a Collector's `spec.config` (an object) or `spec.configYaml` (text) into a mapping and drops the
  * sections the OpAMP Supervisor owns: its `opamp` extension. A pushed `extensions.opamp` would
  * override what the Supervisor injects and can cut the agent off from us.
  */

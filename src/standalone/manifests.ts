@@ -271,8 +271,8 @@ export function parseManifestText(
       if (!r.success) return void issues.push(...zodIssues(`${where}: Collector`, r.error));
       const res = r.data;
       const namespace = res.metadata.namespace ?? 'default';
-      const cfg = parseCollectorConfig(res.spec.config);
-      if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.config: ${m}`));
+      const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {});
+      if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
       const revision = createHash('sha256')
         .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config]))
         .digest('hex')

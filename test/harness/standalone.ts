@@ -122,7 +122,7 @@ export function collectorYaml(name: string, matchLabels: Record<string, string>,
     'spec:',
     `  priority: ${extra.priority ?? 0}`,
     `  selector: { matchLabels: ${JSON.stringify(matchLabels)} }`,
-    `  config: ${typeof config === 'string' ? JSON.stringify(cfg) : cfg}`,
+    typeof config === 'string' ? `  configYaml: ${JSON.stringify(cfg)}` : `  config: ${cfg}`,
     '',
   ].join('\n');
 }

@@ -5,9 +5,14 @@ import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta } from './common.js
  * An OpenTelemetry Collector config: YAML text, or the same as an object. Parsed and checked by
  * src/render (a YAML error is a ConfigValid=False status, not a schema error).
  */
-export const CollectorConfig = z.union([z.string(), z.record(z.string(), z.unknown())]).meta({
-  description: 'An OpenTelemetry Collector config, as YAML text or as an object.',
+export const CollectorConfig = z.record(z.string(), z.unknown()).meta({
+  description: 'An OpenTelemetry Collector config as an object (receivers, processors, exporters, service, ...). Set this or configYaml.',
   'x-kubernetes-preserve-unknown-fields': true,
+});
+
+/** The same config as YAML text. (One field cannot be "string or object": the apiserver requires a type.) */
+export const CollectorConfigYaml = z.string().meta({
+  description: 'An OpenTelemetry Collector config as YAML text. Set this or config.',
 });
 
 export const CollectorSpec = z
@@ -15,7 +20,8 @@ export const CollectorSpec = z
     selector: LabelSelector.describe(
       'Which agents get this config: a label selector over pod labels (Kubernetes) or agent attributes (standalone). {} selects every agent in the namespace.',
     ),
-    config: CollectorConfig,
+    config: CollectorConfig.optional(),
+    configYaml: CollectorConfigYaml.optional(),
     priority: z
       .number()
       .int()
@@ -24,7 +30,17 @@ export const CollectorSpec = z
       .default(0)
       .describe('Collectors that match one agent are merged in ascending priority, then by name; maps merge, lists are replaced, the higher priority wins.'),
   })
-  .strict();
+  .strict()
+  .meta({
+    'x-kubernetes-validations': [
+      { rule: 'has(self.config) != has(self.configYaml)', message: 'set exactly one of config (an object) and configYaml (YAML text)' },
+    ],
+  })
+  .superRefine((s, ctx) => {
+    if ((s.config === undefined) === (s.configYaml === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'set exactly one of config (an object) and configYaml (YAML text)', path: ['config'] });
+    }
+  });
 export type CollectorSpec = z.infer<typeof CollectorSpec>;
 
 export const FailingAgent = z.object({ instanceUid: z.string(), name: z.string(), message: z.string() });

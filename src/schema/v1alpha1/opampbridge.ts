@@ -47,6 +47,8 @@ export const OpAMPBridgeStatus = z.object({
       unhealthy: z.number().int(),
       applied: z.number().int(),
       failed: z.number().int(),
+      /** Connected agents that could not be bound to a pod this bridge serves (they get no config). */
+      unbound: z.number().int(),
     })
     .partial()
     .optional(),

@@ -6,7 +6,7 @@ kind: Collector
 metadata: { name: a }
 spec:
   selector: { matchLabels: { role: edge } }
-  config: "exporters: { debug: {} }"
+  configYaml: "exporters: { debug: {} }"
 `;
 
 describe('parseManifestText', () => {
@@ -48,7 +48,7 @@ describe('parseManifestText', () => {
 
   it('reports a collector config that is not valid YAML, naming the Collector', () => {
     const r = parseManifestText(good.replace('"exporters: { debug: {} }"', '"exporters: { debug: {"'), 'c.yaml');
-    expect(r.issues[0]).toMatch(/^c\.yaml: Collector default\/a: spec\.config: config is not valid YAML/);
+    expect(r.issues[0]).toMatch(/^c\.yaml: Collector default\/a: spec\.configYaml: config is not valid YAML/);
   });
 
   it('loads an OpAMPBridge with defaults', () => {

@@ -1,0 +1,27 @@
+// Types for build-binaries.mjs (plain JavaScript so that Node 20 can run it without a TypeScript loader).
+
+export declare const REPO_ROOT: string;
+export declare const TOOLS_DIR: string;
+export declare const CACHE_ROOT: string;
+
+export interface EnsureOptions {
+  /** Progress lines (build start/end with timings, waiting for another builder's lock). Default: silent. */
+  log?: (line: string) => void;
+  /** Bound on waiting for a lock plus building; default 40 min. A lock older than this is treated as stale. */
+  timeoutMs?: number;
+}
+
+export interface ControlPlaneBinaries {
+  apiserver: string;
+  etcd: string;
+  /** True when this call compiled them, false when they were cached. */
+  built: boolean;
+}
+
+export declare function controlPlaneVersions(): { kubernetes: string; etcd: string };
+export declare function buildRecipe(): Record<'kube-apiserver' | 'etcd', { dir: string; pkg: string; ldflags: string }>;
+export declare function cacheKey(): string;
+export declare function findGo(): string | null;
+export declare function controlPlaneBinaryPaths(): { dir: string; apiserver: string; etcd: string };
+export declare function controlPlaneMissingReason(): string | null;
+export declare function ensureControlPlaneBinaries(opts?: EnsureOptions): Promise<ControlPlaneBinaries>;
