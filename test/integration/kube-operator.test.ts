@@ -154,6 +154,13 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     const table = (await (await fetch(`${cp.server}/apis/${G}/${V}/namespaces/${ns}/collectors`, { headers: { Accept: 'application/json;as=Table;g=meta.k8s.io;v=v1', Authorization: `Bearer ${cp.token}` }, dispatcher: cp.dispatcher } as RequestInit)).json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
     expect(table.columnDefinitions.map((c) => c.name)).toEqual(['Name', 'Ready', 'Matched', 'Applied', 'Failed', 'Healthy', 'Hash', 'Age']);
     expect(table.rows.find((r) => r.cells[0] === 'web')!.cells.slice(1, 5)).toEqual(['True', 1, 1, 0]);
+    // The operator's own health and metrics.
+    expect((await fetch(`${op.apiUrl}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${op.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(/fleetbridge_reconcile_total\{queue="desired",outcome="success"\} [1-9]/);
+    expect(metrics).toMatch(/fleetbridge_status_writes_total\{kind="Collector",outcome="ok"\} [1-9]/);
+    expect(metrics).toMatch(/fleetbridge_workqueue_depth\{queue="status"\} \d/);
+    expect(metrics).toMatch(/fleetbridge_leader 1/);
     // The bridge's own status.
     await vi.waitFor(async () => {
       const b = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', name: 'fb' })) as { status?: Record<string, any> };
@@ -313,6 +320,27 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     await patchCollectorSpec(ns, 'c', { config: { exporters: { debug: { verbosity: 'detailed' } } } });
     await vi.waitFor(() => expect(configs(a1)).toHaveLength(2), { timeout: 30_000, interval: 100 });
   }, 180_000);
+
+  it('serves the namespaces its namespaceSelector picks, and no others', async () => {
+    const home = await namespace('home');
+    const team = await namespace('team');
+    const stranger = await namespace('stranger');
+    await core.patchNamespace({ name: team, body: { metadata: { labels: { 'fleetbridge.dev/served': 'yes' } } } }, MERGE_PATCH);
+    const op = await bridge(home, { namespaceSelector: { matchLabels: { 'fleetbridge.dev/served': 'yes' } } });
+    for (const ns of [team, stranger]) {
+      await collector(ns, 'c', {}, { exporters: { debug: { verbosity: ns === team ? 'detailed' : 'basic' } } });
+      await pod(ns, 'p', {});
+    }
+    const inTeam = await agent(op, { 'k8s.pod.name': 'p', 'k8s.namespace.name': team });
+    const inStranger = await agent(op, { 'k8s.pod.name': 'p', 'k8s.namespace.name': stranger });
+    await vi.waitFor(() => expect(configs(inTeam).at(-1)?.cfg).toEqual({ exporters: { debug: { verbosity: 'detailed' } } }), WAIT);
+    await vi.waitFor(async () => expect((await view(op, inStranger.uidString)).identityError).toBe(`the agent claims a pod in namespace ${stranger}, which this bridge does not serve`), WAIT);
+    await vi.waitFor(async () => expect((await getCollector(team, 'c')).status).toMatchObject({ matched: 1 }), WAIT);
+    expect((await getCollector(stranger, 'c')).status).toBeUndefined();
+    // Labelling the namespace brings it in.
+    await core.patchNamespace({ name: stranger, body: { metadata: { labels: { 'fleetbridge.dev/served': 'yes' } } } }, MERGE_PATCH);
+    await vi.waitFor(() => expect(configs(inStranger).at(-1)?.cfg).toEqual({ exporters: { debug: { verbosity: 'basic' } } }), WAIT);
+  });
 
   it('lets only one of two replicas write status, and hands over when the leader stops', async () => {
     const ns = await namespace('ha');
