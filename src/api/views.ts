@@ -53,6 +53,12 @@ export interface AgentView {
     /** True when reportedHash equals desiredHash and status is APPLIED. */
     inSync: boolean;
   };
+  /**
+   * Whether the effective config the agent reports contains what was pushed (the pushed config is
+   * checked as a subset, ignoring Supervisor-owned sections and redacted values). Null when not
+   * judged: the agent has not applied the desired config or reports no effective config.
+   */
+  drift: { drifted: boolean; differences: string[] } | null;
   packageStatuses: unknown | null;
   availableComponents: unknown | null;
   customCapabilities: string[];
@@ -73,6 +79,8 @@ export interface CollectorStatusCounts {
   failed: number;
   healthy: number;
   unhealthy: number;
+  /** Agents that applied the config but report an effective config that differs from it. */
+  drifted: number;
 }
 
 export interface CollectorView {

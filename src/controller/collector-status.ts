@@ -16,7 +16,7 @@ export interface CollectorFleetStatus extends CollectorStatusCounts {
 }
 
 export function emptyStatus(): CollectorFleetStatus {
-  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, failing: [] };
+  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, failing: [] };
 }
 
 /** One pass over the agents; returns counts keyed by "namespace/name". */
@@ -44,6 +44,12 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
         if (rec.health.healthy) s.healthy++;
         else s.unhealthy++;
       }
+      if (rec.drift?.drifted) {
+        s.drifted++;
+        if (s.failing.length < MAX_FAILING_LISTED) {
+          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), message: `drifted from the pushed config: ${rec.drift.differences.join('; ')}` });
+        }
+      }
     }
   }
   return out;
@@ -68,6 +74,7 @@ export interface CollectorStatusObject {
   failed: number;
   healthy: number;
   unhealthy: number;
+  drifted: number;
   failingAgents: { instanceUid: string; name: string; message: string }[];
 }
 
@@ -111,7 +118,8 @@ export function buildCollectorStatus(input: {
     g,
     now,
   );
-  const firstFailure = c.failing[0];
+  const firstFailure = c.failing.find((f) => !f.message.startsWith('drifted from'));
+  const firstDrift = c.failing.find((f) => f.message.startsWith('drifted from'));
   conds = setCondition(
     conds,
     c.failed > 0
@@ -121,13 +129,21 @@ export function buildCollectorStatus(input: {
           reason: Reason.ApplyFailed,
           message: `${c.failed} of ${c.matched} agents failed to apply the config${firstFailure ? `; ${firstFailure.name}: ${firstFailure.message}` : ''}`,
         }
-      : { type: ConditionType.Degraded, status: 'False', reason: Reason.NoFailures, message: 'No agent reports a failure' },
+      : c.drifted > 0
+        ? {
+            type: ConditionType.Degraded,
+            status: 'True',
+            reason: Reason.Drifted,
+            message: `${c.drifted} of ${c.matched} agents run a config that differs from the pushed one${firstDrift ? `; ${firstDrift.name}: ${firstDrift.message}` : ''}`,
+          }
+        : { type: ConditionType.Degraded, status: 'False', reason: Reason.NoFailures, message: 'No agent reports a failure' },
     g,
     now,
   );
   let ready: ConditionInput;
   if (!valid) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidConfig, message: 'The config is invalid' };
   else if (c.failed > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `${c.failed} agents failed to apply the config` };
+  else if (c.drifted > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Drifted, message: `${c.drifted} agents drifted from the pushed config` };
   else if (c.applying > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Applying, message: `${c.applied} of ${c.matched} agents applied the config` };
   else if (c.matched === 0) ready = { type: ConditionType.Ready, status: 'True', reason: Reason.NoAgents, message: 'No connected agent matches the selector' };
   else ready = { type: ConditionType.Ready, status: 'True', reason: Reason.AllApplied, message: `All ${c.matched} agents applied the config` };
@@ -142,6 +158,7 @@ export function buildCollectorStatus(input: {
     failed: c.failed,
     healthy: c.healthy,
     unhealthy: c.unhealthy,
+    drifted: c.drifted,
     failingAgents: c.failing,
   };
   if (input.configHash) status.configHash = input.configHash;

@@ -21,6 +21,7 @@ export const Reason = {
   Complete: 'Complete',
   ApplyFailed: 'ApplyFailed',
   NoFailures: 'NoFailures',
+  Drifted: 'Drifted',
   Serving: 'Serving',
   NotServing: 'NotServing',
 } as const;

@@ -44,6 +44,8 @@ export interface AgentRecord {
   offered: { hash: string; at: number; connectionId: number | null } | null;
   /** A desired hash the agent reported FAILED: never re-pushed automatically. Cleared when desired changes. */
   failedHash: string | null;
+  /** Whether the effective config the agent reports contains what was pushed; null when not judged. */
+  drift: { drifted: boolean; differences: string[] } | null;
   /** Hash of the connection settings offered to this agent instance, and on which connection. */
   offeredSettings: { hash: string; connectionId: number | null } | null;
 }

@@ -20,6 +20,7 @@ import {
   type ServerToAgentProps,
 } from '../opamp/messages.js';
 import { newUuidV7, uidToString } from '../opamp/uid.js';
+import { configDifferences, parseConfigBody } from './drift.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AgentView, RemoteConfigState } from '../api/views.js';
@@ -63,6 +64,8 @@ export class Fleet {
   readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity'>>;
   readonly #identity: IdentityResolver;
   #desired: DesiredState | null = null;
+  readonly #driftKey = new Map<string, string>();
+  readonly #desiredParsed = new Map<string, unknown>();
   readonly #listeners = new Set<() => void>();
 
   constructor(opts: FleetOptions) {
@@ -210,6 +213,7 @@ export class Fleet {
       this.#resolveIdentity(rec);
       this.#computeDesired(rec);
     }
+    if (descriptionChanged || isNew || msg.effectiveConfig != null || msg.remoteConfigStatus != null) this.#judgeDrift(rec);
     if (fullState) response.flags = ServerToAgentFlags.ReportFullState;
     // After asking for full state, wait for the agent's config status before offering config, so
     // an agent that already runs the desired config is not sent it again.
@@ -258,6 +262,7 @@ export class Fleet {
       const before = rec.desired?.hashHex ?? null;
       if (rec.description) this.#resolveIdentity(rec);
       this.#computeDesired(rec);
+      this.#judgeDrift(rec);
       if ((rec.desired?.hashHex ?? null) === before) continue;
       const conn = rec.connection;
       if (!rec.connected || !conn?.send) continue;
@@ -284,6 +289,7 @@ export class Fleet {
         changed = true;
       } else if (!rec.connected && now - rec.lastSeen > this.#opts.retainDisconnectedMs) {
         this.#agents.delete(uid);
+        this.#driftKey.delete(uid);
         changed = true;
       }
     }
@@ -293,7 +299,7 @@ export class Fleet {
   /** Refreshes the gauges derived from the registry (call before a metrics scrape). */
   updateGauges(): void {
     const connected = { websocket: 0, http: 0 };
-    const states = { applied: 0, applying: 0, failed: 0, none: 0 };
+    const states = { applied: 0, applying: 0, failed: 0, readonly: 0, none: 0 };
     for (const rec of this.#agents.values()) {
       if (rec.connected) connected[rec.transport]++;
       states[configState(rec)]++;
@@ -327,6 +333,7 @@ export class Fleet {
         errorMessage: rec.reported.errorMessage,
         inSync: desiredHash !== null && rec.reported.hash === desiredHash && rec.reported.status === 'APPLIED',
       },
+      drift: rec.drift,
       packageStatuses: rec.packageStatuses,
       availableComponents: rec.availableComponents,
       customCapabilities: rec.customCapabilities,
@@ -359,6 +366,7 @@ export class Fleet {
       desired: null,
       offered: null,
       failedHash: null,
+      drift: null,
       offeredSettings: null,
     };
   }
@@ -387,6 +395,38 @@ export class Fleet {
       rec.failedHash = null;
     }
     rec.desired = next;
+  }
+
+  /** Drift is judged only for an agent that says it applied the desired config and reports its effective config. */
+  #judgeDrift(rec: AgentRecord): void {
+    const d = rec.desired;
+    const files = rec.effectiveConfig;
+    if (!d || d.issues.length > 0 || rec.reported.hash !== d.hashHex || rec.reported.status !== 'APPLIED' || !files) {
+      rec.drift = null;
+      return;
+    }
+    const body = files['']?.body ?? Object.values(files)[0]?.body;
+    const key = `${d.hashHex}\n${body}`;
+    if (body === undefined || key === this.#driftKey.get(rec.uid)) {
+      if (body === undefined) rec.drift = null;
+      return;
+    }
+    const effective = parseConfigBody(body);
+    let desired = this.#desiredParsed.get(d.hashHex);
+    if (desired === undefined) {
+      desired = parseConfigBody(d.body.toString('utf8'));
+      if (this.#desiredParsed.size > 1000) this.#desiredParsed.clear();
+      this.#desiredParsed.set(d.hashHex, desired);
+    }
+    if (effective === null || desired === null) {
+      rec.drift = null;
+      return;
+    }
+    const differences = configDifferences(desired, effective);
+    const drifted = differences.length > 0;
+    if (drifted && !rec.drift?.drifted) this.#log.warn({ instanceUid: rec.uid, differences }, 'Agent runs a config that differs from the one it applied');
+    rec.drift = { drifted, differences };
+    this.#driftKey.set(rec.uid, key);
   }
 
   #recordConfigStatus(rec: AgentRecord, s: NonNullable<AgentToServer['remoteConfigStatus']>): void {
@@ -467,9 +507,12 @@ export class Fleet {
 }
 
 /** Where an agent stands against its desired config. */
-export function configState(rec: AgentRecord): 'applied' | 'applying' | 'failed' | 'none' {
+export function configState(rec: AgentRecord): 'applied' | 'applying' | 'failed' | 'readonly' | 'none' {
   const d = rec.desired;
   if (!d) return 'none';
+  // An agent that does not accept remote config (e.g. a collector with only the opamp extension)
+  // is shown, with its health, but never counted as applying or failed.
+  if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return 'readonly';
   if (d.issues.length > 0) return 'failed';
   if (rec.failedHash === d.hashHex || (rec.reported.hash === d.hashHex && rec.reported.status === 'FAILED')) return 'failed';
   if (rec.reported.hash === d.hashHex && rec.reported.status === 'APPLIED') return 'applied';

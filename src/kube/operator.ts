@@ -266,7 +266,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       const messages = new Map<string, number>();
       for (const f of fleetCounts.failing) messages.set(f.message, (messages.get(f.message) ?? 0) + 1);
       for (const [message, n] of messages) {
-        void events.record(ref, 'Warning', Reason.ApplyFailed, `${n} agent(s) failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
+        if (message.startsWith('drifted from')) void events.record(ref, 'Warning', Reason.Drifted, `${n} agent(s) ${message}`);
+        else void events.record(ref, 'Warning', Reason.ApplyFailed, `${n} agent(s) failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
       }
     }
   }

@@ -56,6 +56,7 @@ export const CollectorStatus = z.object({
   failed: z.number().int().optional(),
   healthy: z.number().int().optional(),
   unhealthy: z.number().int().optional(),
+  drifted: z.number().int().optional(),
   failingAgents: z.array(FailingAgent).max(20).optional(),
 });
 

@@ -29,6 +29,14 @@ describe('buildCollectorStatus', () => {
     expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidConfig' });
   });
 
+  it('is Degraded with reason Drifted when agents drifted and none failed', () => {
+    const counts = { ...emptyStatus(), matched: 2, applied: 2, drifted: 1, failing: [{ instanceUid: 'u', name: 'ns/p', message: 'drifted from the pushed config: exporters.debug: missing' }] };
+    const s = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts, previous: undefined, now: t0 });
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'Drifted', message: '1 of 2 agents run a config that differs from the pushed one; ns/p: drifted from the pushed config: exporters.debug: missing' });
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'Drifted' });
+    expect(s.drifted).toBe(1);
+  });
+
   it('moves lastTransitionTime only when a condition changes status', () => {
     const a = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 1, applying: 1 }, previous: undefined, now: t0 });
     const b = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts: { ...emptyStatus(), matched: 2, applying: 2 }, previous: a.conditions, now: t1 });

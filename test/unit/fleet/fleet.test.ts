@@ -232,6 +232,28 @@ describe('Fleet#handleMessage', () => {
   });
 });
 
+describe('Fleet: read-only agents and drift', () => {
+  it('counts an agent without AcceptsRemoteConfig as read-only, never applying or failed', async () => {
+    const { configState } = await import('../../../src/fleet/fleet.js');
+    const f = setup();
+    f.handleMessage(wsConn(), msg({ instanceUid: uid(40), capabilities: C.ReportsStatus | C.ReportsHealth | C.ReportsEffectiveConfig, agentDescription: desc({ role: 'edge' }), health: { healthy: true } }));
+    expect(configState(f.get(uidToString(uid(40)))!)).toBe('readonly');
+  });
+
+  it('judges drift only after APPLIED, and names the difference', () => {
+    const f = setup();
+    const conn = wsConn();
+    const eff = (body: string) => ({ configMap: { configMap: { '': { body: Buffer.from(body), contentType: 'text/yaml' } } } });
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(41), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, effectiveConfig: eff('exporters: {}\n') }));
+    const rec = f.get(uidToString(uid(41)))!;
+    expect(rec.drift).toBeNull();
+    f.handleMessage(conn, msg({ instanceUid: uid(41), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.APPLIED }, effectiveConfig: eff('exporters:\n  debug: { verbosity: basic }\nextensions: { opamp: {} }\n') }));
+    expect(rec.drift).toEqual({ drifted: false, differences: [] });
+    f.handleMessage(conn, msg({ instanceUid: uid(41), sequenceNum: 2, capabilities: CAPS, effectiveConfig: eff('receivers: { nop: {} }\nexporters: { nop: {} }\n') }));
+    expect(rec.drift).toEqual({ drifted: true, differences: ['exporters.debug: missing'] });
+  });
+});
+
 describe('Fleet#setDesiredState', () => {
   it('pushes changed configs to connected WebSocket agents only, and nothing to agents that no longer match', () => {
     const f = setup();
