@@ -6,8 +6,6 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { startStandalone } from './app.js';
-import { loadKubeConfig } from './kube/client.js';
-import { startOperator } from './kube/operator.js';
 import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `Usage:
@@ -139,6 +137,9 @@ async function operator(args: string[]): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger();
+  // Loaded only here: standalone mode never pays for the Kubernetes client.
+  const { loadKubeConfig } = await import('./kube/client.js');
+  const { startOperator } = await import('./kube/operator.js');
   let running;
   try {
     running = await startOperator({
