@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { Collector, GROUP_VERSION, OpAMPBridge } from '../schema/v1alpha1/index.js';
+import { API_GROUP, Collector, GROUP_VERSION, OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
 
 export interface LoadedCollector {
@@ -169,7 +169,7 @@ export class ManifestDirectory {
       const state: FileState = { fingerprint: fp, contentHash, lastGood: prev?.lastGood ?? null, issues: parsed.issues };
       if (parsed.issues.length === 0) {
         state.lastGood = { collectors: parsed.collectors, bridges: parsed.bridges };
-        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length }, 'Manifest file loaded');
+        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length, ...(parsed.skipped.length ? { skipped: parsed.skipped } : {}) }, 'Manifest file loaded');
       } else {
         this.#opts.logger.error(
           { file: this.#rel(p), issues: parsed.issues, keptLastGood: state.lastGood !== null },
@@ -243,8 +243,9 @@ function zodIssues(where: string, err: z.ZodError): string[] {
 export function parseManifestText(
   text: string,
   source: string,
-): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; issues: string[] } {
+): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; issues: string[]; skipped: string[] } {
   const issues: string[] = [];
+  const skipped: string[] = [];
   const collectors: LoadedCollector[] = [];
   const bridges: LoadedBridge[] = [];
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
@@ -262,7 +263,14 @@ export function parseManifestText(
       return;
     }
     const obj = value as Record<string, unknown>;
-    if (obj['apiVersion'] !== GROUP_VERSION) {
+    const apiVersion = obj['apiVersion'];
+    // A folder may also hold other manifests (a Pod with the Supervisor sidecar, a ConfigMap):
+    // documents of other API groups are not ours and are skipped. A wrong fleetbridge.dev version is an error.
+    if (typeof apiVersion === 'string' && apiVersion.includes('/') ? !apiVersion.startsWith(`${API_GROUP}/`) : typeof apiVersion === 'string') {
+      skipped.push(`${where}: ${String(obj['kind'] ?? '?')} (${apiVersion})`);
+      return;
+    }
+    if (apiVersion !== GROUP_VERSION) {
       issues.push(`${where}: apiVersion must be ${GROUP_VERSION}, got ${JSON.stringify(obj['apiVersion'] ?? null)}`);
       return;
     }
@@ -299,5 +307,5 @@ export function parseManifestText(
       issues.push(`${where}: unknown kind ${JSON.stringify(obj['kind'] ?? null)}; expected Collector or OpAMPBridge`);
     }
   });
-  return { collectors, bridges, issues };
+  return { collectors, bridges, issues, skipped };
 }

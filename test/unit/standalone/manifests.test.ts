@@ -42,13 +42,21 @@ describe('parseManifestText', () => {
 
   it('reports an invalid name, a wrong apiVersion and an unknown kind', () => {
     expect(parseManifestText(good.replace('name: a', 'name: Not_Valid'), 'n.yaml').issues[0]).toMatch(/metadata\.name: must be a lowercase RFC 1123 subdomain/);
-    expect(parseManifestText(good.replace('fleetbridge.dev/v1alpha1', 'v1'), 'v.yaml').issues[0]).toBe('v.yaml: apiVersion must be fleetbridge.dev/v1alpha1, got "v1"');
+    expect(parseManifestText(good.replace('fleetbridge.dev/v1alpha1', 'fleetbridge.dev/v1'), 'v.yaml').issues[0]).toBe('v.yaml: apiVersion must be fleetbridge.dev/v1alpha1, got "fleetbridge.dev/v1"');
+    expect(parseManifestText(good.replace('apiVersion: fleetbridge.dev/v1alpha1\n', ''), 'n.yaml').issues[0]).toBe('n.yaml: apiVersion must be fleetbridge.dev/v1alpha1, got null');
     expect(parseManifestText(good.replace('kind: Collector', 'kind: Pipeline'), 'k.yaml').issues[0]).toBe('k.yaml: unknown kind "Pipeline"; expected Collector or OpAMPBridge');
   });
 
   it('reports a collector config that is not valid YAML, naming the Collector', () => {
     const r = parseManifestText(good.replace('"exporters: { debug: {} }"', '"exporters: { debug: {"'), 'c.yaml');
     expect(r.issues[0]).toMatch(/^c\.yaml: Collector default\/a: spec\.configYaml: config is not valid YAML/);
+  });
+
+  it('skips documents of other API groups, such as the Pod and ConfigMap of a sidecar', () => {
+    const r = parseManifestText(`apiVersion: v1\nkind: ConfigMap\nmetadata: { name: s }\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n---\n${good}`, 'mixed.yaml');
+    expect(r.issues).toEqual([]);
+    expect(r.collectors).toHaveLength(1);
+    expect(r.skipped).toEqual(['mixed.yaml (document 1): ConfigMap (v1)', 'mixed.yaml (document 2): Deployment (apps/v1)']);
   });
 
   it('loads an OpAMPBridge with defaults', () => {
