@@ -4,12 +4,11 @@
  */
 import type { Logger } from 'pino';
 import { AdminServer } from './api/server.js';
-import type { AgentView, CollectorView } from './api/views.js';
-import { aggregateCollectorStatus, emptyStatus } from './controller/collector-status.js';
+import type { CollectorView } from './api/views.js';
+import { aggregateCollectorStatus, emptyStatus, mergedConfigIssues } from './controller/collector-status.js';
 import { Fleet } from './fleet/fleet.js';
 import { OpampServer } from './opamp/server.js';
-import { parseUid, uidToString } from './opamp/uid.js';
-import { DesiredState, renderMerged } from './render/index.js';
+import { DesiredState, ownConfigHash } from './render/index.js';
 import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -79,35 +78,20 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     maxMessageBytes,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
   });
-  const ownHashCache = new Map<string, string>();
   const admin = new AdminServer({
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
       ready: () => ready,
-      agents: (): AgentView[] => [...fleet.records()].map((r) => fleet.view(r)),
-      agent: (uid: string) => {
-        const bytes = parseUid(uid);
-        const rec = bytes ? fleet.get(uidToString(bytes)) : undefined;
-        return rec ? fleet.view(rec) : undefined;
-      },
+      agents: () => fleet.views(),
+      agent: (uid) => fleet.viewOf(uid),
       collectors: () => {
         const snap = manifests.snapshot;
         const counts = aggregateCollectorStatus(fleet.records());
-        const renderIssues = new Map<string, Set<string>>();
-        for (const rec of fleet.records()) {
-          if (!rec.desired || rec.desired.issues.length === 0) continue;
-          for (const key of rec.desired.collectors) {
-            let set = renderIssues.get(key);
-            if (!set) renderIssues.set(key, (set = new Set()));
-            for (const i of rec.desired.issues) set.add(`merged config (${rec.desired.collectors.join(' + ')}): ${i}`);
-          }
-        }
+        const merged = mergedConfigIssues(fleet.records());
         const collectors: CollectorView[] = snap.collectors.map((c) => {
           const key = `${c.input.namespace}/${c.input.name}`;
-          let own = ownHashCache.get(c.input.revision);
-          if (!own) ownHashCache.set(c.input.revision, (own = renderMerged([c.input]).hashHex));
-          const issues = [...(renderIssues.get(key) ?? [])];
+          const issues = merged.get(key) ?? [];
           return {
             namespace: c.input.namespace,
             name: c.input.name,
@@ -116,7 +100,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
             priority: c.input.priority,
             valid: issues.length === 0,
             issues,
-            configHash: own,
+            configHash: ownConfigHash(c.input),
             status: counts.get(key) ?? emptyStatus(),
           };
         });

@@ -164,3 +164,22 @@ export function buildCollectorStatus(input: {
   if (input.configHash) status.configHash = input.configHash;
   return status;
 }
+
+/**
+ * Problems of merged configs, per Collector taking part ("namespace/name" → messages): a Collector
+ * can be valid alone and still be part of a merged config that names undefined components. A
+ * Collector's own invalidity is reported by its compiler, not repeated here.
+ */
+export function mergedConfigIssues(agents: Iterable<AgentRecord>): Map<string, string[]> {
+  const m = new Map<string, Set<string>>();
+  for (const rec of agents) {
+    const d = rec.desired;
+    if (!d || d.issues.length === 0) continue;
+    for (const key of d.collectors) {
+      let set = m.get(key);
+      if (!set) m.set(key, (set = new Set()));
+      for (const i of d.issues) if (!i.startsWith(`Collector ${key} is invalid`)) set.add(`merged config (${d.collectors.join(' + ')}): ${i}`);
+    }
+  }
+  return new Map([...m].map(([key, set]) => [key, [...set]]));
+}

@@ -19,7 +19,7 @@ import {
   type AgentToServer,
   type ServerToAgentProps,
 } from '../opamp/messages.js';
-import { newUuidV7, uidToString } from '../opamp/uid.js';
+import { newUuidV7, parseUid, uidToString } from '../opamp/uid.js';
 import { configDifferences, parseConfigBody } from './drift.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -306,6 +306,18 @@ export class Fleet {
     }
     for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
     for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
+  }
+
+  /** Every known agent as the API shows it. */
+  views(): AgentView[] {
+    return [...this.#agents.values()].map((r) => this.view(r));
+  }
+
+  /** One agent by canonical UUID or 32 hex digits; undefined when unknown or malformed. */
+  viewOf(uid: string): AgentView | undefined {
+    const bytes = parseUid(uid);
+    const rec = bytes ? this.#agents.get(uidToString(bytes)) : undefined;
+    return rec ? this.view(rec) : undefined;
   }
 
   view(rec: AgentRecord): AgentView {

@@ -10,15 +10,14 @@ import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Namespace, V
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { AdminServer } from '../api/server.js';
-import type { AgentView, CollectorView } from '../api/views.js';
-import { buildCollectorStatus, aggregateCollectorStatus, emptyStatus, type CollectorFleetStatus } from '../controller/collector-status.js';
+import type { CollectorView } from '../api/views.js';
+import { buildCollectorStatus, aggregateCollectorStatus, emptyStatus, mergedConfigIssues, type CollectorFleetStatus } from '../controller/collector-status.js';
 import { CollectorCompiler, type CompiledCollector, type CollectorObject } from '../controller/collector-compiler.js';
 import { ConditionType, Reason, setCondition } from '../controller/conditions.js';
 import { WorkQueue } from '../controller/workqueue.js';
 import { Fleet, configState } from '../fleet/fleet.js';
 import { OpampServer } from '../opamp/server.js';
-import { parseUid, uidToString } from '../opamp/uid.js';
-import { DesiredState, renderMerged, selectorMatches, type CollectorInput } from '../render/index.js';
+import { DesiredState, ownConfigHash, selectorMatches } from '../render/index.js';
 import { API_GROUP, API_VERSION, GROUP_VERSION, OpAMPBridgeSpec, type Condition, type OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
@@ -157,19 +156,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   let countsCache: Map<string, CollectorFleetStatus> | null = null;
   let issuesCache: Map<string, string[]> | null = null;
   const counts = () => (countsCache ??= aggregateCollectorStatus(fleet.records()));
-  const renderIssues = () => (issuesCache ??= computeRenderIssues());
-  const computeRenderIssues = (): Map<string, string[]> => {
-    const m = new Map<string, Set<string>>();
-    for (const rec of fleet.records()) {
-      if (!rec.desired || rec.desired.issues.length === 0) continue;
-      for (const key of rec.desired.collectors) {
-        let set = m.get(key);
-        if (!set) m.set(key, (set = new Set()));
-        for (const i of rec.desired.issues) if (!i.startsWith(`Collector ${key} is invalid`)) set.add(`merged config (${rec.desired.collectors.join(' + ')}): ${i}`);
-      }
-    }
-    return new Map([...m].map(([key, set]) => [key, [...set]]));
-  };
+  const renderIssues = () => (issuesCache ??= mergedConfigIssues(fleet.records()));
 
   let statusTimer: NodeJS.Timeout | null = null;
   const scheduleAllStatus = () => {
@@ -213,13 +200,6 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const events = new EventRecorder(k.core, log.child({ component: 'events' }), { instance: opts.identity ?? hostname() });
   const lastWritten = new Map<string, string>();
   const lastEventState = new Map<string, string>();
-  const ownHash = new Map<string, string>();
-  /** The hash of a Collector's own config rendered alone (status.configHash). */
-  const ownConfigHash = (input: CollectorInput): string => {
-    let h = ownHash.get(input.revision);
-    if (!h) ownHash.set(input.revision, (h = renderMerged([input]).hashHex));
-    return h;
-  };
 
   async function writeStatus(key: string): Promise<void> {
     if (!isLeader()) return;
@@ -348,12 +328,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     logger: log.child({ component: 'api' }),
     source: {
       ready: () => informers.every((i) => i.synced),
-      agents: (): AgentView[] => [...fleet.records()].map((r) => fleet.view(r)),
-      agent: (uid) => {
-        const b = parseUid(uid);
-        const rec = b ? fleet.get(uidToString(b)) : undefined;
-        return rec ? fleet.view(rec) : undefined;
-      },
+      agents: () => fleet.views(),
+      agent: (uid) => fleet.viewOf(uid),
       collectors: () => {
         const extra = renderIssues();
         const views: CollectorView[] = compiled.map((c) => {

@@ -1,6 +1,18 @@
 import { compareCollectors, renderMerged, type CollectorInput, type RenderedConfig } from './render.js';
 import { selectorMatches } from './select.js';
 
+const ownHashes = new Map<string, string>();
+
+/** The hash of one Collector's config rendered alone (shown as its `configHash`), cached by revision. */
+export function ownConfigHash(input: CollectorInput): string {
+  let h = ownHashes.get(input.revision);
+  if (!h) {
+    if (ownHashes.size > 10_000) ownHashes.clear();
+    ownHashes.set(input.revision, (h = renderMerged([input]).hashHex));
+  }
+  return h;
+}
+
 /**
  * The desired state at one moment: the valid Collectors, grouped by namespace. Answers "what
  * should this agent run" and caches one render per distinct set of matching Collectors, so a
