@@ -146,7 +146,16 @@ export function buildCollectorStatus(input: {
   else if (c.drifted > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Drifted, message: `${c.drifted} agents drifted from the pushed config` };
   else if (c.applying > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Applying, message: `${c.applied} of ${c.matched} agents applied the config` };
   else if (c.matched === 0) ready = { type: ConditionType.Ready, status: 'True', reason: Reason.NoAgents, message: 'No connected agent matches the selector' };
-  else ready = { type: ConditionType.Ready, status: 'True', reason: Reason.AllApplied, message: `All ${c.matched} agents applied the config` };
+  else {
+    // Agents that do not accept remote config (read-only) match but never apply.
+    const readOnly = c.matched - c.applied;
+    ready = {
+      type: ConditionType.Ready,
+      status: 'True',
+      reason: Reason.AllApplied,
+      message: readOnly > 0 ? `All ${c.applied} agents that accept remote config applied it; ${readOnly} read-only agents match` : `All ${c.matched} agents applied the config`,
+    };
+  }
   conds = setCondition(conds, ready, g, now);
   const status: CollectorStatusObject = {
     observedGeneration: g,

@@ -55,6 +55,8 @@ function walk(want: unknown, have: unknown, path: string, out: string[]): void {
     return;
   }
   if (want === null) return; // "key:" with no value: presence of the parent is enough
+  // "${env:X}" and "${file:...}" are resolved by the collector: the effective value cannot be known here.
+  if (typeof want === 'string' && want.includes('${')) return;
   if (have === undefined) {
     out.push(`${path}: missing`);
     return;

@@ -243,11 +243,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (lastEventState.get(key) !== eventState) {
       lastEventState.set(key, eventState);
       if (issues.length > 0) void events.record(ref, 'Warning', Reason.InvalidConfig, issues.join('; '));
-      const messages = new Map<string, number>();
-      for (const f of fleetCounts.failing) messages.set(f.message, (messages.get(f.message) ?? 0) + 1);
-      for (const [message, n] of messages) {
-        if (message.startsWith('drifted from')) void events.record(ref, 'Warning', Reason.Drifted, `${n} agent(s) ${message}`);
-        else void events.record(ref, 'Warning', Reason.ApplyFailed, `${n} agent(s) failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
+      // One Event per distinct problem, with no agent count in its text, so that the same problem
+      // on more agents aggregates into that Event (its count) instead of making new ones.
+      for (const message of new Set(fleetCounts.failing.map((f) => f.message))) {
+        if (message.startsWith('drifted from')) void events.record(ref, 'Warning', Reason.Drifted, `Agent ${message}`);
+        else void events.record(ref, 'Warning', Reason.ApplyFailed, `Agents failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
       }
     }
   }

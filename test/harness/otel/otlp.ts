@@ -1,8 +1,9 @@
 /**
  * Small OTLP helpers for end-to-end tests: a free loopback port, one log record sent over
- * OTLP/HTTP JSON, and the file exporter's output read back.
+ * OTLP/HTTP JSON (to a TCP port or a Unix socket), and the file exporter's output read back.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 
 /** A port that was free on 127.0.0.1 a moment ago (the kernel may hand it out again later: use it soon). */
@@ -19,11 +20,18 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * POSTs one log record (JSON OTLP) to http://127.0.0.1:<port>/v1/logs. Resolves with the HTTP
- * status; rejects on a connection error or after timeoutMs (default 5 s).
+ * Where an OTLP/HTTP receiver listens: a TCP port on 127.0.0.1, or a Unix socket (a receiver with
+ * `transport: unix`, e.g. several collectors on one host that were all pushed the same config with
+ * a relative socket path, each in its own working directory).
+ */
+export type OtlpTarget = number | { socketPath: string };
+
+/**
+ * POSTs one log record (JSON OTLP) to /v1/logs of `target` (http://127.0.0.1:<port>, or the Unix
+ * socket). Resolves with the HTTP status; rejects on a connection error or after timeoutMs (default 5 s).
  */
 export async function sendOtlpLog(
-  port: number,
+  target: OtlpTarget,
   record: { body: string; attributes?: Record<string, string>; serviceName?: string },
   timeoutMs = 5000,
 ): Promise<number> {
@@ -51,14 +59,33 @@ export async function sendOtlpLog(
       },
     ],
   };
-  const res = await fetch(`http://127.0.0.1:${port}/v1/logs`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(payload),
-    signal: AbortSignal.timeout(timeoutMs),
+  if (typeof target === 'number') {
+    const res = await fetch(`http://127.0.0.1:${target}/v1/logs`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(payload),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  }
+  return postOverUnixSocket(target.socketPath, '/v1/logs', JSON.stringify(payload), timeoutMs);
+}
+
+function postOverUnixSocket(socketPath: string, path: string, body: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { socketPath, path, method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), Host: 'localhost' } },
+      (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+        res.once('error', reject);
+      },
+    );
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`POST ${path} over ${socketPath}: no response within ${timeoutMs} ms`)));
+    req.once('error', reject);
+    req.end(body);
   });
-  await res.arrayBuffer();
-  return res.status;
 }
 
 export interface ExportedLogRecord {

@@ -70,6 +70,19 @@ export interface SupervisedCollectorOptions {
   startTimeoutMs?: number;
   /** Merged over the generated supervisor config (deeply for `agent` and `capabilities`). */
   extraConfig?: { agent?: Record<string, unknown>; capabilities?: Record<string, unknown>; [k: string]: unknown };
+  /**
+   * Extra environment variables of the supervisor process (its collector inherits them), e.g. the
+   * Downward-API variables a sidecar gets (POD_NAMESPACE, POD_NAME, POD_UID) when `extraConfig`
+   * carries a description that refers to them as `${env:POD_NAME}`.
+   */
+  env?: Record<string, string>;
+  /**
+   * A local collector config merged AFTER the pushed one: written to `<workDir>/local-override.yaml`
+   * and listed last in `agent.config_files` (`$OWN_TELEMETRY_CONFIG`, `$OPAMP_EXTENSION_CONFIG`,
+   * `$REMOTE_CONFIG`, then this file), so its values win over the server's. The supervisor still
+   * reports APPLIED for the pushed hash; the collector's effective config differs from it (drift).
+   */
+  localOverride?: Record<string, unknown>;
 }
 
 export interface SupervisedCollector {
@@ -88,6 +101,8 @@ export interface SupervisedCollector {
   collectorPid(): number | undefined;
   /** Waits (bounded) for a collector child other than `notPid`. */
   waitForCollectorPid(opts?: { timeoutMs?: number; notPid?: number }): Promise<number>;
+  /** `<workDir>/local-override.yaml` when `localOverride` was given, else null. */
+  readonly localOverridePath: string | null;
   /** storage/effective.yaml as the supervisor last wrote it (what the collector runs), or null. */
   effectiveConfigFile(): string | null;
   readonly exited: Promise<number | null>;
@@ -109,7 +124,7 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
   const storageDir = join(workDir, 'storage');
   await mkdir(storageDir, { recursive: true });
 
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   const nonIdentifying: Record<string, string> = {};
   Object.entries(opts.attributes ?? {}).forEach(([k, v], i) => {
     const name = envName(k, i);
@@ -135,6 +150,12 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
     args: [...QUIET_TELEMETRY_ARGS],
     ...opts.extraConfig?.agent,
   };
+  let localOverridePath: string | null = null;
+  if (opts.localOverride) {
+    localOverridePath = join(workDir, 'local-override.yaml');
+    await writeFile(localOverridePath, '# Merged after $REMOTE_CONFIG: wins over the pushed config (test/harness/otel/supervised-collector.ts)\n' + stringify(opts.localOverride));
+    agent['config_files'] = ['$OWN_TELEMETRY_CONFIG', '$OPAMP_EXTENSION_CONFIG', '$REMOTE_CONFIG', localOverridePath];
+  }
   const config: Record<string, unknown> = {
     server: { endpoint: opts.endpoint },
     capabilities: {
@@ -195,6 +216,7 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
     storageDir,
     configPath,
     healthUrl: opts.healthcheckPort ? `http://127.0.0.1:${opts.healthcheckPort}/health` : null,
+    localOverridePath,
     logs: () => proc.output(),
     collectorPid,
     waitForCollectorPid: (w = {}) =>

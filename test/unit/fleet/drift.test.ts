@@ -21,6 +21,10 @@ describe('configDifferences', () => {
     expect(configDifferences(desired, effective)).toEqual([]);
   });
 
+  it('does not judge values the collector resolves itself (${env:...})', () => {
+    expect(configDifferences({ exporters: { file: { path: '${env:OUT}/logs.jsonl' } } }, { exporters: { file: { path: '/tmp/x/logs.jsonl' } } })).toEqual([]);
+  });
+
   it('names a locally overridden value', () => {
     const effective = structuredClone(desired) as any;
     effective.processors.attributes.actions[0].value = 'local';
