@@ -26,6 +26,10 @@ export interface StandaloneOptions {
   maxMessageBytes?: number;
   /** Overrides spec.heartbeatIntervalSeconds. */
   heartbeatIntervalSeconds?: number;
+  /** Overrides spec.limits.maxMessagesPerSecond. */
+  maxMessagesPerSecond?: number;
+  /** Overrides spec.limits.maxConnectionsPerSource. */
+  maxConnectionsPerSource?: number;
   /** WebSocket ping period, ms. Default 30,000. */
   pingIntervalMs?: number;
   /** How often silent HTTP agents are swept, ms. Default 5,000. */
@@ -76,6 +80,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     path: bridgeSpec.endpoint.path,
     transports: bridgeSpec.transports,
     maxMessageBytes,
+    maxMessagesPerSecond: opts.maxMessagesPerSecond ?? bridgeSpec.limits.maxMessagesPerSecond,
+    maxConnectionsPerSource: opts.maxConnectionsPerSource ?? bridgeSpec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
   });
   const admin = new AdminServer({

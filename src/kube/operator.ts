@@ -321,6 +321,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     path: spec.endpoint.path,
     transports: spec.transports,
     maxMessageBytes: spec.limits.maxMessageBytes,
+    maxMessagesPerSecond: spec.limits.maxMessagesPerSecond,
+    maxConnectionsPerSource: spec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
   });
   const admin = new AdminServer({

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { decodeAgentToServer, decodeWsMessage, encodeServerToAgent, encodeWsMessage } from './codec.js';
 import type { AgentConnection } from './connection.js';
 import { OpampProtocolError, type OpampErrorCode } from './errors.js';
-import type { AgentToServer, ServerToAgentProps } from './messages.js';
+import { ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -43,6 +43,10 @@ export interface OpampServerOptions {
   maxConnections?: number;
   /** Seconds sent in Retry-After when refusing for load. Default 30. */
   retryAfterSeconds?: number;
+  /** Messages per second one connection (a WebSocket, or an HTTP keep-alive socket) may send; burst twice that. 0 = no limit. Default 50. */
+  maxMessagesPerSecond?: number;
+  /** Open WebSocket connections per source address; more get 429 + Retry-After. 0 = no limit (default). */
+  maxConnectionsPerSource?: number;
   /** permessage-deflate; off by default (it costs 100+ KiB per connection). */
   perMessageDeflate?: boolean;
 }
@@ -50,6 +54,33 @@ export interface OpampServerOptions {
 interface WsState {
   conn: AgentConnection;
   alive: boolean;
+  source: string;
+  bucket: TokenBucket | null;
+  /** Consecutive messages refused for rate; the connection is closed when this reaches 10. */
+  refused: number;
+}
+
+/** A token bucket: `rate` tokens a second, at most `burst` saved up. */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.#tokens = burst;
+    this.#last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + ((t - this.#last) / 1000) * this.rate);
+    this.#last = t;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
 }
 
 export class OpampServer {
@@ -57,6 +88,8 @@ export class OpampServer {
   readonly #http: Server;
   readonly #wss: WebSocketServer;
   readonly #sockets = new Map<WebSocket, WsState>();
+  readonly #perSource = new Map<string, number>();
+  readonly #httpBuckets = new WeakMap<object, TokenBucket>();
   #nextId = 1;
   #pingTimer: NodeJS.Timeout | null = null;
 
@@ -68,6 +101,8 @@ export class OpampServer {
       pingIntervalMs: 30_000,
       maxConnections: 19_000,
       retryAfterSeconds: 30,
+      maxMessagesPerSecond: 50,
+      maxConnectionsPerSource: 0,
       perMessageDeflate: false,
       ...opts,
     };
@@ -160,12 +195,23 @@ export class OpampServer {
       this.#refuse('websocket', 'FB_OPAMP_OVERLOADED', 'Refused WebSocket upgrade: connection limit reached', { limit: this.#opts.maxConnections });
       return reject(503, 'Service Unavailable', { 'Retry-After': String(this.#opts.retryAfterSeconds) });
     }
+    const source = req.socket.remoteAddress ?? '';
+    const perSource = this.#opts.maxConnectionsPerSource;
+    if (perSource > 0 && (this.#perSource.get(source) ?? 0) >= perSource) {
+      this.#refuse('websocket', 'FB_OPAMP_OVERLOADED', 'Refused WebSocket upgrade: connection limit per source address reached', { source, limit: perSource });
+      return reject(429, 'Too Many Requests', { 'Retry-After': String(this.#opts.retryAfterSeconds) });
+    }
     const endpoint = this.#endpoint(req, 'ws');
     const authorization = req.headers.authorization;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization, source));
   }
 
-  #onWebSocket(ws: WebSocket, endpoint: string, authorization: string | undefined): void {
+  #newBucket(): TokenBucket | null {
+    const rate = this.#opts.maxMessagesPerSecond;
+    return rate > 0 ? new TokenBucket(rate, Math.max(2 * rate, 1)) : null;
+  }
+
+  #onWebSocket(ws: WebSocket, endpoint: string, authorization: string | undefined, source: string): void {
     const log = this.#opts.logger;
     const id = this.#nextId++;
     const conn: AgentConnection = {
@@ -179,8 +225,9 @@ export class OpampServer {
       },
       close: (code, reason) => ws.close(code, reason),
     };
-    const state: WsState = { conn, alive: true };
+    const state: WsState = { conn, alive: true, source, bucket: this.#newBucket(), refused: 0 };
     this.#sockets.set(ws, state);
+    this.#perSource.set(source, (this.#perSource.get(source) ?? 0) + 1);
     ws.on('pong', () => {
       state.alive = true;
     });
@@ -205,6 +252,22 @@ export class OpampServer {
         ws.close(1011, 'internal error');
         return;
       }
+      if (state.bucket && !state.bucket.take()) {
+        // OpAMP §Throttling: UNAVAILABLE with a retry hint; the message is not processed.
+        state.refused++;
+        this.#refuse('websocket', 'FB_OPAMP_RATE_LIMITED', 'Refused a message over the rate limit', { connection: id, limit: this.#opts.maxMessagesPerSecond });
+        conn.send!({
+          instanceUid: msg.instanceUid,
+          errorResponse: {
+            type: ServerErrorResponseType.Unavailable,
+            errorMessage: `more than ${this.#opts.maxMessagesPerSecond} messages per second on this connection`,
+            retryInfo: { retryAfterNanoseconds: this.#opts.retryAfterSeconds * 1e9 },
+          },
+        });
+        if (state.refused >= 10) ws.close(1008, 'message rate limit exceeded');
+        return;
+      }
+      state.refused = 0;
       try {
         conn.send!(this.#opts.handler.handleMessage(conn, msg));
       } catch (err) {
@@ -222,6 +285,9 @@ export class OpampServer {
     });
     ws.on('close', (code) => {
       this.#sockets.delete(ws);
+      const n = (this.#perSource.get(source) ?? 1) - 1;
+      if (n <= 0) this.#perSource.delete(source);
+      else this.#perSource.set(source, n);
       log.debug({ connection: id, code }, 'WebSocket closed');
       this.#opts.handler.connectionClosed(conn);
     });
@@ -252,6 +318,15 @@ export class OpampServer {
       res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close', ...headers }).end(message + '\n');
     };
     if (!this.#opts.transports.includes('http')) return fail(405, 'FB_OPAMP_BAD_METHOD', 'the HTTP transport is disabled');
+    if (this.#opts.maxMessagesPerSecond > 0) {
+      // Per keep-alive socket: one agent's poll loop, never another agent's.
+      let bucket = this.#httpBuckets.get(req.socket);
+      if (!bucket) this.#httpBuckets.set(req.socket, (bucket = this.#newBucket()!));
+      if (!bucket.take()) {
+        // opamp-go clients honour 429 + Retry-After on HTTP (they ignore UNAVAILABLE).
+        return fail(429, 'FB_OPAMP_RATE_LIMITED', `more than ${this.#opts.maxMessagesPerSecond} requests per second on this connection`, { 'Retry-After': String(this.#opts.retryAfterSeconds) });
+      }
+    }
     if (req.method !== 'POST') return fail(405, 'FB_OPAMP_BAD_METHOD', `method ${req.method ?? ''} not allowed: POST an AgentToServer, or GET with Upgrade: websocket`, { Allow: 'POST, GET' });
     const ctype = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (ctype !== PROTOBUF_CONTENT_TYPE) return fail(415, 'FB_OPAMP_BAD_CONTENT_TYPE', `Content-Type must be ${PROTOBUF_CONTENT_TYPE}`);

@@ -34,6 +34,8 @@ export interface TestBridgeOptions {
   heartbeatIntervalSeconds?: number;
   pingIntervalMs?: number;
   sweepIntervalMs?: number;
+  maxMessagesPerSecond?: number;
+  maxConnectionsPerSource?: number;
 }
 
 export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<TestBridge> {
@@ -64,6 +66,8 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     maxMessageBytes: opts.maxMessageBytes,
     heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? 1,
     pingIntervalMs: opts.pingIntervalMs,
+    maxMessagesPerSecond: opts.maxMessagesPerSecond,
+    maxConnectionsPerSource: opts.maxConnectionsPerSource,
     sweepIntervalMs: opts.sweepIntervalMs ?? 500,
   });
   const api = running.apiUrl;

@@ -29,9 +29,13 @@ export const OpAMPBridgeSpec = z
         maxAgents: z.number().int().min(1).default(20000),
         /** Largest AgentToServer accepted, in bytes (after decompression). */
         maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+        /** Messages per second one connection may send (burst: twice that); more get UNAVAILABLE. 0 = no limit. */
+        maxMessagesPerSecond: z.number().min(0).default(50),
+        /** Open WebSocket connections from one source address; more get 429. 0 = no limit (a proxy or NAT may put a fleet behind one address). */
+        maxConnectionsPerSource: z.number().int().min(0).default(0),
       })
       .strict()
-      .default({ maxAgents: 20000, maxMessageBytes: 16 * 1024 * 1024 }),
+      .default({ maxAgents: 20000, maxMessageBytes: 16 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0 }),
   })
   .strict();
 export type OpAMPBridgeSpec = z.infer<typeof OpAMPBridgeSpec>;
