@@ -36,6 +36,8 @@ export interface AgentView {
   namespace: string;
   /** The pod ("namespace/name") the agent is bound to, in Kubernetes mode; else null. */
   pod: string | null;
+  /** The identity the agent's credential proved (a pod-bound ServiceAccount token), or null without authentication. */
+  verified: { namespace: string; podName: string; podUid: string; username: string } | null;
   /** Why the agent gets no config (it claims a pod that does not exist, or one in a namespace this bridge does not serve), or null. */
   identityError: string | null;
   health: ComponentHealthView | null;

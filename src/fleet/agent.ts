@@ -7,7 +7,7 @@ import type {
 } from '../opamp/messages.js';
 import type { ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
 import { toDecimalString } from '../opamp/messages.js';
-import type { AgentConnection } from '../opamp/connection.js';
+import type { AgentConnection, VerifiedIdentity } from '../opamp/connection.js';
 
 export type { AgentConnection };
 
@@ -28,6 +28,8 @@ export interface AgentRecord {
   /** The labels that select Collectors (standalone: the attributes; Kubernetes: the bound pod's labels). */
   labels: Record<string, string>;
   namespace: string;
+  /** Who the agent's credential says it is (a ServiceAccount token bound to a pod), or null. */
+  verified: VerifiedIdentity | null;
   /** Pod the agent is bound to ("namespace/name"), in Kubernetes mode. */
   pod: string | null;
   /** Why the agent gets no config (e.g. it claims a pod that does not exist), or null. */

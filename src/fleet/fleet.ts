@@ -166,6 +166,9 @@ export class Fleet {
     rec.transport = conn.transport;
     rec.connection = conn;
     rec.connected = true;
+    const verified = conn.verified ?? null;
+    const verifiedChanged = JSON.stringify(verified) !== JSON.stringify(rec.verified);
+    rec.verified = verified;
     if (conn.send) this.#attach(conn.id, uid);
 
     let descriptionChanged = false;
@@ -209,7 +212,7 @@ export class Fleet {
       return response;
     }
 
-    if (descriptionChanged || isNew) {
+    if (descriptionChanged || isNew || verifiedChanged) {
       this.#resolveIdentity(rec);
       this.#computeDesired(rec);
     }
@@ -335,6 +338,7 @@ export class Fleet {
       namespace: rec.namespace,
       pod: rec.pod,
       identityError: rec.identityError,
+      verified: rec.verified,
       health: rec.health,
       effectiveConfig: rec.effectiveConfig,
       remoteConfig: {
@@ -365,6 +369,7 @@ export class Fleet {
       capabilities: 0,
       description: null,
       attributes: {},
+      verified: null,
       labels: {},
       namespace: this.#opts.defaultNamespace,
       pod: null,

@@ -2,6 +2,7 @@
  * The Kubernetes API clients, from a kubeconfig file or the in-cluster service account.
  */
 import {
+  AuthenticationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -17,6 +18,7 @@ export interface KubeClients {
   custom: CustomObjectsApi;
   coordination: CoordinationV1Api;
   events: EventsV1Api;
+  authn: AuthenticationV1Api;
 }
 
 export function loadKubeConfig(path?: string): KubeConfig {
@@ -33,6 +35,7 @@ export function makeClients(kc: KubeConfig): KubeClients {
     custom: kc.makeApiClient(CustomObjectsApi),
     coordination: kc.makeApiClient(CoordinationV1Api),
     events: kc.makeApiClient(EventsV1Api),
+    authn: kc.makeApiClient(AuthenticationV1Api),
   };
 }
 

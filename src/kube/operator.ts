@@ -22,6 +22,7 @@ import { API_GROUP, API_VERSION, GROUP_VERSION, OpAMPBridgeSpec, type Condition,
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
 import { EventRecorder } from './events.js';
+import { serviceAccountTokenAuth } from './token-review.js';
 import { ResilientInformer } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
@@ -270,8 +271,16 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }
     const synced = informers.every((i) => i.synced);
     const gen = (obj.metadata?.generation as number | undefined) ?? 0;
-    const conditions = setCondition(
+    const secure = setCondition(
       obj.status?.conditions,
+      spec.auth.mode === 'none'
+        ? { type: 'AgentsAuthenticated', status: 'False', reason: 'AuthenticationDisabled', message: 'spec.auth.mode is none: agents are not authenticated and are bound to the pods they claim' }
+        : { type: 'AgentsAuthenticated', status: 'True', reason: 'ServiceAccountTokens', message: `Agents must present a pod-bound ServiceAccount token for audience ${spec.auth.audiences.join(', ')}` },
+      gen,
+      new Date(),
+    );
+    const conditions = setCondition(
+      secure,
       synced
         ? { type: ConditionType.Ready, status: 'True', reason: Reason.Serving, message: `Serving OpAMP on ${advertised}; ${t.connected} agents connected${t.unbound ? `, ${t.unbound} not bound to a pod` : ''}` }
         : { type: ConditionType.Ready, status: 'False', reason: Reason.NotServing, message: 'Waiting for the Kubernetes caches to sync' },
@@ -314,8 +323,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   }
 
   // ---- servers -----------------------------------------------------------------------------
+  if (spec.auth.mode === 'none') {
+    log.warn({ bridge: `${ns}/${opts.bridgeName}` }, 'Agent authentication is off (spec.auth.mode: none): any agent that reaches the endpoint is served by the pod it claims');
+  }
   const opamp = new OpampServer({
     handler: fleet,
+    authenticate: spec.auth.mode === 'serviceAccountToken' ? serviceAccountTokenAuth({ api: k.authn, audiences: spec.auth.audiences, logger: log.child({ component: 'auth' }) }) : undefined,
     logger: log.child({ component: 'opamp' }),
     onProtocolError: (transport, code) => metrics.protocolErrors.inc({ transport, code }),
     path: spec.endpoint.path,

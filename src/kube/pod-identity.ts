@@ -21,6 +21,17 @@ export function podIdentity(pods: PodLookup, serves: (namespace: string) => bool
     const uid = a[POD_UID];
     const name = a[POD_NAME];
     const ns = a[NAMESPACE];
+    const v = agent.verified;
+    if (v) {
+      // A verified token decides; claims, where made, must agree with it.
+      if ((uid && uid !== v.podUid) || (name && name !== v.podName) || (ns && ns !== v.namespace)) {
+        return { ok: false, error: `the agent claims pod ${ns ?? '?'}/${name ?? uid} but its token is bound to pod ${v.namespace}/${v.podName}` };
+      }
+      if (!serves(v.namespace)) return { ok: false, error: `the agent's token is bound to a pod in namespace ${v.namespace}, which this bridge does not serve` };
+      const pod = pods.byUid(v.podUid);
+      if (!pod) return { ok: false, error: `the pod the agent's token is bound to (${v.namespace}/${v.podName}) does not exist` };
+      return bound(pod);
+    }
     if (!uid && !(name && ns)) {
       return { ok: false, error: `the agent reports neither ${POD_UID} nor ${POD_NAME} with ${NAMESPACE}, so it cannot be bound to a pod` };
     }
@@ -38,11 +49,15 @@ export function podIdentity(pods: PodLookup, serves: (namespace: string) => bool
       pod = pods.byName(ns!, name!);
       if (!pod) return { ok: false, error: `the agent claims pod ${ns}/${name}, which does not exist` };
     }
+    return bound(pod);
+  };
+
+  function bound(pod: V1Pod): AgentIdentity {
     const podNs = pod.metadata?.namespace ?? '';
     if (!serves(podNs)) return { ok: false, error: `the agent's pod is in namespace ${podNs}, which this bridge does not serve` };
     if (pod.metadata?.deletionTimestamp) return { ok: false, error: `the agent's pod ${podNs}/${pod.metadata?.name} is being deleted` };
     return { ok: true, namespace: podNs, labels: { ...(pod.metadata?.labels ?? {}) }, pod: `${podNs}/${pod.metadata?.name}` };
-  };
+  }
 }
 
 /** A uid index over a pod cache, rebuilt incrementally from informer callbacks. */

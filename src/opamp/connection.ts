@@ -2,6 +2,17 @@ import type { ServerToAgentProps } from './messages.js';
 
 export type TransportName = 'websocket' | 'http';
 
+/** Who the server verified the peer to be: the pod its token is bound to. */
+export interface VerifiedIdentity {
+  namespace: string;
+  podName: string;
+  podUid: string;
+  /** e.g. system:serviceaccount:ns:name */
+  username: string;
+}
+
+export type AuthResult = { ok: true; identity?: VerifiedIdentity } | { ok: false; status: 401 | 403 | 503; reason: string };
+
 /**
  * How the server reaches an agent. A WebSocket connection can send at any time; an HTTP agent is
  * reached only through the response to its next poll, so `send` is absent for it.
@@ -13,6 +24,8 @@ export interface AgentConnection {
   readonly endpoint: string;
   /** The Authorization header the agent connected with, echoed in connection-settings offers so the agent keeps it. */
   readonly authorization?: string | undefined;
+  /** The identity the server verified at connect (e.g. from a ServiceAccount token), if any. */
+  readonly verified?: VerifiedIdentity | undefined;
   send?(msg: ServerToAgentProps): void;
   close?(code: number, reason: string): void;
 }

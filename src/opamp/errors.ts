@@ -33,6 +33,7 @@ export const OPAMP_ERROR_CODES = {
   FB_OPAMP_BAD_METHOD: 'an HTTP method other than POST, or GET with Upgrade: websocket',
   FB_OPAMP_BAD_ENCODING: 'the request body could not be decompressed or has an unsupported Content-Encoding',
   FB_OPAMP_OVERLOADED: 'the server refused the connection or request because a limit was reached',
+  FB_OPAMP_UNAUTHENTICATED: 'the connection or request carried no valid credential (401), one not bound to a pod (403), or could not be verified (503)',
   FB_OPAMP_RATE_LIMITED: 'a connection sent messages faster than limits.maxMessagesPerSecond',
 } as const;
 export type OpampErrorCode = keyof typeof OPAMP_ERROR_CODES;

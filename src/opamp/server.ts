@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { decodeAgentToServer, decodeWsMessage, encodeServerToAgent, encodeWsMessage } from './codec.js';
-import type { AgentConnection } from './connection.js';
+import type { AgentConnection, AuthResult, VerifiedIdentity } from './connection.js';
 import { OpampProtocolError, type OpampErrorCode } from './errors.js';
 import { ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
 
@@ -47,6 +47,11 @@ export interface OpampServerOptions {
   maxMessagesPerSecond?: number;
   /** Open WebSocket connections per source address; more get 429 + Retry-After. 0 = no limit (default). */
   maxConnectionsPerSource?: number;
+  /**
+   * Authenticates a WebSocket upgrade or an HTTP request before anything is read from it
+   * (OpAMP: a server MUST answer 401 before the upgrade). Default: everyone is accepted.
+   */
+  authenticate?: (req: IncomingMessage) => Promise<AuthResult>;
   /** permessage-deflate; off by default (it costs 100+ KiB per connection). */
   perMessageDeflate?: boolean;
 }
@@ -84,7 +89,7 @@ export class TokenBucket {
 }
 
 export class OpampServer {
-  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError'>> & Pick<OpampServerOptions, 'onProtocolError'>;
+  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError' | 'authenticate'>> & Pick<OpampServerOptions, 'onProtocolError' | 'authenticate'>;
   readonly #http: Server;
   readonly #wss: WebSocketServer;
   readonly #sockets = new Map<WebSocket, WsState>();
@@ -203,7 +208,24 @@ export class OpampServer {
     }
     const endpoint = this.#endpoint(req, 'ws');
     const authorization = req.headers.authorization;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization, source));
+    if (!this.#opts.authenticate) {
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization, source, undefined));
+      return;
+    }
+    this.#opts.authenticate(req).then(
+      (r) => {
+        if (!r.ok) {
+          this.#refuse('websocket', 'FB_OPAMP_UNAUTHENTICATED', 'Refused WebSocket upgrade', { source, status: r.status, reason: r.reason });
+          return reject(r.status, STATUS_TEXT[r.status], r.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : r.status === 503 ? { 'Retry-After': String(this.#opts.retryAfterSeconds) } : {});
+        }
+        if (socket.destroyed) return;
+        this.#wss.handleUpgrade(req, socket, head, (ws) => this.#onWebSocket(ws, endpoint, authorization, source, r.identity));
+      },
+      (err: unknown) => {
+        this.#opts.logger.error({ err }, 'Authentication failed unexpectedly');
+        reject(500, 'Internal Server Error');
+      },
+    );
   }
 
   #newBucket(): TokenBucket | null {
@@ -211,7 +233,7 @@ export class OpampServer {
     return rate > 0 ? new TokenBucket(rate, Math.max(2 * rate, 1)) : null;
   }
 
-  #onWebSocket(ws: WebSocket, endpoint: string, authorization: string | undefined, source: string): void {
+  #onWebSocket(ws: WebSocket, endpoint: string, authorization: string | undefined, source: string, verified: VerifiedIdentity | undefined): void {
     const log = this.#opts.logger;
     const id = this.#nextId++;
     const conn: AgentConnection = {
@@ -219,6 +241,7 @@ export class OpampServer {
       transport: 'websocket',
       endpoint,
       authorization,
+      verified,
       send: (msg) => {
         if (ws.readyState !== ws.OPEN) return;
         ws.send(encodeWsMessage(msg), { binary: true });
@@ -328,6 +351,14 @@ export class OpampServer {
       }
     }
     if (req.method !== 'POST') return fail(405, 'FB_OPAMP_BAD_METHOD', `method ${req.method ?? ''} not allowed: POST an AgentToServer, or GET with Upgrade: websocket`, { Allow: 'POST, GET' });
+    let verified: VerifiedIdentity | undefined;
+    if (this.#opts.authenticate) {
+      const r = await this.#opts.authenticate(req);
+      if (!r.ok) {
+        return fail(r.status, 'FB_OPAMP_UNAUTHENTICATED', r.reason, r.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : r.status === 503 ? { 'Retry-After': String(this.#opts.retryAfterSeconds) } : {});
+      }
+      verified = r.identity;
+    }
     const ctype = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (ctype !== PROTOBUF_CONTENT_TYPE) return fail(415, 'FB_OPAMP_BAD_CONTENT_TYPE', `Content-Type must be ${PROTOBUF_CONTENT_TYPE}`);
     const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
@@ -367,6 +398,7 @@ export class OpampServer {
       transport: 'http',
       endpoint: this.#endpoint(req, 'http'),
       authorization: req.headers.authorization,
+      verified,
     };
     const reply = this.#opts.handler.handleMessage(conn, msg);
     let out = Buffer.from(encodeServerToAgent(reply));
@@ -379,6 +411,8 @@ export class OpampServer {
     res.writeHead(200, headers).end(out);
   }
 }
+
+const STATUS_TEXT: Record<401 | 403 | 503, string> = { 401: 'Unauthorized', 403: 'Forbidden', 503: 'Service Unavailable' };
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {

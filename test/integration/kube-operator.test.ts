@@ -65,7 +65,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
   }
 
   async function bridge(ns: string, extra: { namespaceSelector?: unknown } = {}): Promise<RunningOperator> {
-    await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, ...extra } } });
+    await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ...extra } } });
     const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: `test-${ns}` });
     cleanups.push(() => op.stop());
     return op;

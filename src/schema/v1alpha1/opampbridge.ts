@@ -21,6 +21,16 @@ export const OpAMPBridgeSpec = z
       .max(3600)
       .default(30)
       .describe('Heartbeat (and HTTP poll) interval offered to agents that accept OpAMP connection settings, in seconds.'),
+    auth: z
+      .object({
+        mode: z
+          .enum(['serviceAccountToken', 'none'])
+          .default('serviceAccountToken')
+          .describe('serviceAccountToken: agents send a pod-bound ServiceAccount token (Authorization: Bearer), verified with a TokenReview; the pod it is bound to is the agent\'s identity. none: no authentication (must be set explicitly; reported in status).'),
+        audiences: z.array(z.string().min(1)).min(1).default(['fleetbridge']).describe('Audiences a token must carry (the TokenRequest audience of the projected token).'),
+      })
+      .strict()
+      .default({ mode: 'serviceAccountToken', audiences: ['fleetbridge'] }),
     namespaceSelector: LabelSelector.optional().describe(
       "Namespaces whose Collectors and pods this bridge serves, by namespace label. Default: the bridge's own namespace only.",
     ),

@@ -36,6 +36,15 @@ describe('podIdentity', () => {
     expect(resolve(agent({ 'k8s.pod.uid': 'u-web-1', 'k8s.pod.name': 'web-2', 'k8s.namespace.name': 'team-a' }))).toEqual({ ok: false, error: 'the agent claims pod team-a/web-2 but uid u-web-1 belongs to pod team-a/web-1' });
   });
 
+  it('binds by the verified token, and refuses claims that disagree with it', () => {
+    const verified = { namespace: 'team-a', podName: 'web-1', podUid: 'u-web-1', username: 'system:serviceaccount:team-a:agent' };
+    const withToken = (attributes: Record<string, string>) => ({ attributes, verified }) as unknown as AgentRecord;
+    expect(resolve(withToken({}))).toMatchObject({ ok: true, pod: 'team-a/web-1', labels: { app: 'web', tier: 'front' } });
+    expect(resolve(withToken({ 'k8s.pod.uid': 'u-web-1' }))).toMatchObject({ ok: true });
+    expect(resolve(withToken({ 'k8s.pod.name': 'db-1', 'k8s.namespace.name': 'team-b' }))).toEqual({ ok: false, error: 'the agent claims pod team-b/db-1 but its token is bound to pod team-a/web-1' });
+    expect(resolve({ attributes: {}, verified: { ...verified, namespace: 'team-b', podName: 'db-1', podUid: 'u-db-1' } } as unknown as AgentRecord)).toEqual({ ok: false, error: "the agent's token is bound to a pod in namespace team-b, which this bridge does not serve" });
+  });
+
   it('refuses an agent that names no pod', () => {
     expect(resolve(agent({ 'service.name': 'x' })).ok).toBe(false);
   });

@@ -1,0 +1,134 @@
+/**
+ * Agent authentication with pod-bound ServiceAccount tokens (OpAMPBridge.spec.auth), against a
+ * real kube-apiserver: TokenRequest issues the tokens, TokenReview verifies them.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { parse } from 'yaml';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
+import { AgentCapabilities as C } from '../../src/opamp/messages.js';
+import { RawWsAgent, encodeAgent, httpPost, randomUid } from '../harness/raw-agent.js';
+import { goMissingReason } from '../harness/go-agent.js';
+import { skipUnlessOnCi } from '../harness/tools.js';
+import { kubeRequest, startControlPlane, type ControlPlane } from '../harness/kube/control-plane.js';
+import type { AgentView } from '../../src/api/views.js';
+
+const skip = skipUnlessOnCi('kube-auth.test', goMissingReason());
+const G = 'fleetbridge.dev';
+const V = 'v1alpha1';
+const CAPS = C.ReportsStatus | C.AcceptsRemoteConfig | C.ReportsRemoteConfig;
+const WAIT = { timeout: 15_000, interval: 100 };
+
+let cp: ControlPlane;
+let core: CoreV1Api;
+let custom: CustomObjectsApi;
+let kc: KubeConfig;
+const stops: (() => Promise<unknown>)[] = [];
+
+describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
+  let ns: string;
+  let other: string;
+  let op: RunningOperator;
+  const uids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    cp = await startControlPlane();
+    kc = new KubeConfig();
+    kc.loadFromString(cp.kubeconfigYaml);
+    core = kc.makeApiClient(CoreV1Api);
+    custom = kc.makeApiClient(CustomObjectsApi);
+    for (const f of readdirSync('crds')) {
+      const r = await kubeRequest(cp, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', parse(readFileSync(`crds/${f}`, 'utf8')));
+      expect(r.status, r.text).toBe(201);
+    }
+    ns = `auth-${randomBytes(3).toString('hex')}`;
+    other = `other-${randomBytes(3).toString('hex')}`;
+    for (const n of [ns, other]) {
+      await core.createNamespace({ body: { metadata: { name: n } } });
+      await core.createNamespacedServiceAccount({ namespace: n, body: { metadata: { name: 'agent' } } });
+    }
+    for (const [n, name, app] of [[ns, 'a', 'alpha'], [ns, 'b', 'beta'], [ns, 'gone', 'alpha'], [other, 'x', 'alpha']] as const) {
+      const p = await core.createNamespacedPod({ namespace: n, body: { metadata: { name, labels: { app } }, spec: { serviceAccountName: 'agent', containers: [{ name: 'c', image: 'x' }] } } });
+      uids[`${n}/${name}`] = p.metadata!.uid!;
+    }
+    await vi.waitFor(async () => {
+      await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'alpha' }, spec: { selector: { matchLabels: { app: 'alpha' } }, config: { exporters: { debug: {} } } } } });
+    }, WAIT);
+    // spec.auth left out: serviceAccountToken with audience "fleetbridge" is the default.
+    await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1 } } });
+    op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'auth-test' });
+    stops.push(() => op.stop());
+  }, 600_000);
+
+  afterAll(async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    await cp?.stop();
+  });
+
+  async function token(namespace: string, pod: string | null, audience = 'fleetbridge'): Promise<string> {
+    const tr = await core.createNamespacedServiceAccountToken({
+      namespace,
+      name: 'agent',
+      body: { spec: { audiences: [audience], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod, uid: uids[`${namespace}/${pod}`] } } : {}) } },
+    });
+    return tr.status!.token;
+  }
+
+  async function agent(tok: string | null, attrs: Record<string, string> = {}): Promise<RawWsAgent> {
+    const a = await RawWsAgent.connect(op.opampUrl.websocket, randomUid(), tok ? { Authorization: `Bearer ${tok}` } : {});
+    a.send({ capabilities: CAPS, agentDescription: { nonIdentifyingAttributes: Object.entries(attrs).map(([key, v]) => ({ key, value: { stringValue: v } })) }, remoteConfigStatus: {} });
+    await a.waitForMessages(1);
+    stops.push(async () => a.terminate());
+    return a;
+  }
+  const view = async (uid: string) => (await (await fetch(`${op.apiUrl}/api/v1/agents/${uid}`)).json()) as AgentView;
+  const configs = (a: RawWsAgent) => a.received.filter((m) => m.remoteConfig);
+
+  it('refuses a connection without a token, with a wrong audience, or with a token bound to no pod', async () => {
+    await expect(RawWsAgent.connect(op.opampUrl.websocket)).rejects.toThrow(/HTTP 401/);
+    await expect(RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${await token(ns, 'a', 'someone-else')}` })).rejects.toThrow(/HTTP 401/);
+    await expect(RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: 'Bearer not-a-token' })).rejects.toThrow(/HTTP 401/);
+    await expect(RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${await token(ns, null)}` })).rejects.toThrow(/HTTP 403/);
+    const http = await httpPost(op.opampUrl.http, encodeAgent({ instanceUid: randomUid(), capabilities: 1 }));
+    expect(http.status).toBe(401);
+    expect(http.headers.get('www-authenticate')).toBe('Bearer');
+    expect(await (await fetch(`${op.apiUrl}/metrics`)).text()).toMatch(/code="FB_OPAMP_UNAUTHENTICATED"\} [1-9]/);
+  });
+
+  it('binds an agent to the pod its token is bound to, whatever it claims about labels', async () => {
+    const a = await agent(await token(ns, 'a'), { app: 'beta' });
+    await vi.waitFor(() => expect(configs(a)).toHaveLength(1), WAIT);
+    const v = await view(a.uidString);
+    expect(v).toMatchObject({ pod: `${ns}/a`, labels: { app: 'alpha' }, identityError: null, verified: { namespace: ns, podName: 'a', podUid: uids[`${ns}/a`], username: `system:serviceaccount:${ns}:agent` } });
+  });
+
+  it('gives nothing to an agent whose claimed pod disagrees with its token, and says so', async () => {
+    const a = await agent(await token(ns, 'a'), { 'k8s.pod.name': 'b', 'k8s.namespace.name': ns });
+    await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the agent claims pod ${ns}/b but its token is bound to pod ${ns}/a`), WAIT);
+    expect(configs(a)).toHaveLength(0);
+  });
+
+  it('gives nothing to an agent whose token belongs to a pod in another namespace', async () => {
+    const a = await agent(await token(other, 'x'));
+    await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the agent's token is bound to a pod in namespace ${other}, which this bridge does not serve`), WAIT);
+    expect(configs(a)).toHaveLength(0);
+  });
+
+  it('stops serving config to an agent whose pod was deleted', async () => {
+    const a = await agent(await token(ns, 'gone'));
+    await vi.waitFor(() => expect(configs(a)).toHaveLength(1), WAIT);
+    await core.deleteNamespacedPod({ namespace: ns, name: 'gone' });
+    await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the pod the agent's token is bound to (${ns}/gone) does not exist`), WAIT);
+    expect((await view(a.uidString)).remoteConfig.desiredHash).toBeNull();
+  });
+
+  it('reports in status that agents are authenticated', async () => {
+    await vi.waitFor(async () => {
+      const b = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', name: 'fb' })) as { status?: { conditions?: { type: string; status: string; reason: string }[] } };
+      expect(b.status?.conditions?.find((c) => c.type === 'AgentsAuthenticated')).toMatchObject({ status: 'True', reason: 'ServiceAccountTokens' });
+    }, WAIT);
+  });
+});
