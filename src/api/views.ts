@@ -70,6 +70,8 @@ export interface FailingAgentView {
   instanceUid: string;
   /** Pod (namespace/name) in Kubernetes mode, host name or uid in standalone mode. */
   name: string;
+  /** ApplyFailed: the agent reported FAILED; InvalidConfig: its merged config is held back; Drifted: it runs something else than it applied. */
+  reason: 'ApplyFailed' | 'InvalidConfig' | 'Drifted';
   message: string;
 }
 

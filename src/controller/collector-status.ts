@@ -6,6 +6,7 @@
 import type { CollectorStatusCounts, FailingAgentView } from '../api/views.js';
 import { configState } from '../fleet/fleet.js';
 import type { AgentRecord } from '../fleet/agent.js';
+import { heldIssue } from '../render/index.js';
 import type { Condition } from '../schema/v1alpha1/index.js';
 import { ConditionType, Reason, setCondition, type ConditionInput } from './conditions.js';
 
@@ -37,7 +38,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
         s.failed++;
         if (s.failing.length < MAX_FAILING_LISTED) {
           const message = d.issues.length > 0 ? `merged config is invalid: ${d.issues.join('; ')}` : rec.reported.errorMessage || 'apply failed';
-          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), message });
+          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: d.issues.length > 0 ? 'InvalidConfig' : 'ApplyFailed', message });
         }
       }
       if (rec.health) {
@@ -47,7 +48,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
       if (rec.drift?.drifted) {
         s.drifted++;
         if (s.failing.length < MAX_FAILING_LISTED) {
-          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), message: `drifted from the pushed config: ${rec.drift.differences.join('; ')}` });
+          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: 'Drifted', message: `drifted from the pushed config: ${rec.drift.differences.join('; ')}` });
         }
       }
     }
@@ -63,19 +64,12 @@ export function agentName(rec: AgentRecord): string {
   return a['host.name'] ?? a['service.instance.id'] ?? rec.uid;
 }
 
-export interface CollectorStatusObject {
+/** `Collector.status`: the fleet counts plus generation, hash, conditions and the capped failing list. */
+export interface CollectorStatusObject extends CollectorStatusCounts {
   observedGeneration: number;
   configHash?: string;
   conditions: Condition[];
-  matched: number;
-  connected: number;
-  applied: number;
-  applying: number;
-  failed: number;
-  healthy: number;
-  unhealthy: number;
-  drifted: number;
-  failingAgents: { instanceUid: string; name: string; message: string }[];
+  failingAgents: FailingAgentView[];
 }
 
 /**
@@ -118,8 +112,8 @@ export function buildCollectorStatus(input: {
     g,
     now,
   );
-  const firstFailure = c.failing.find((f) => !f.message.startsWith('drifted from'));
-  const firstDrift = c.failing.find((f) => f.message.startsWith('drifted from'));
+  const firstFailure = c.failing.find((f) => f.reason !== 'Drifted');
+  const firstDrift = c.failing.find((f) => f.reason === 'Drifted');
   conds = setCondition(
     conds,
     c.failed > 0
@@ -187,7 +181,9 @@ export function mergedConfigIssues(agents: Iterable<AgentRecord>): Map<string, s
     for (const key of d.collectors) {
       let set = m.get(key);
       if (!set) m.set(key, (set = new Set()));
-      for (const i of d.issues) if (!i.startsWith(`Collector ${key} is invalid`)) set.add(`merged config (${d.collectors.join(' + ')}): ${i}`);
+      // A Collector's own invalidity is reported by its compiler; the others it holds back are told here.
+      const messages = d.held.length > 0 ? d.held.filter((h) => h.collector !== key).map((h) => heldIssue(h.collector, h.issue)) : d.issues;
+      for (const i of messages) set.add(`merged config (${d.collectors.join(' + ')}): ${i}`);
     }
   }
   return new Map([...m].map(([key, set]) => [key, [...set]]));

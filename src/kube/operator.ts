@@ -154,6 +154,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   });
   const compiler = new CollectorCompiler();
   let compiled: CompiledCollector[] = [];
+  let compiledByKey = new Map<string, CompiledCollector>();
   let countsCache: Map<string, CollectorFleetStatus> | null = null;
   let issuesCache: Map<string, string[]> | null = null;
   const counts = () => (countsCache ??= aggregateCollectorStatus(fleet.records()));
@@ -177,6 +178,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (!collectorInformer.synced || !podInformer.synced || (nsInformer && !nsInformer.synced)) return;
     const objects = collectorInformer.list().filter((c) => serves(c.metadata?.namespace ?? ''));
     compiled = compiler.compile(objects);
+    compiledByKey = new Map(compiled.map((c) => [c.key, c]));
     fleet.setDesiredState(new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : []))));
     scheduleAllStatus();
   }
@@ -208,7 +210,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     const ckey = key.slice('collector:'.length);
     const [cns, cname] = ckey.split('/') as [string, string];
     const obj = collectorInformer.get(cname, cns);
-    const c = compiled.find((x) => x.key === ckey);
+    const c = compiledByKey.get(ckey);
     if (!obj || !c) return;
     const extra = renderIssues().get(ckey) ?? [];
     const issues = [...c.issues, ...extra];
@@ -246,9 +248,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       if (issues.length > 0) void events.record(ref, 'Warning', Reason.InvalidConfig, issues.join('; '));
       // One Event per distinct problem, with no agent count in its text, so that the same problem
       // on more agents aggregates into that Event (its count) instead of making new ones.
-      for (const message of new Set(fleetCounts.failing.map((f) => f.message))) {
-        if (message.startsWith('drifted from')) void events.record(ref, 'Warning', Reason.Drifted, `Agent ${message}`);
-        else void events.record(ref, 'Warning', Reason.ApplyFailed, `Agents failed to apply config ${hash?.slice(0, 12) ?? ''}: ${message}`);
+      const problems = new Map(fleetCounts.failing.map((f) => [`${f.reason}\n${f.message}`, f] as const));
+      for (const f of problems.values()) {
+        if (f.reason === 'Drifted') void events.record(ref, 'Warning', Reason.Drifted, `Agent ${f.message}`);
+        else void events.record(ref, 'Warning', Reason.ApplyFailed, `Agents failed to apply config ${hash?.slice(0, 12) ?? ''}: ${f.message}`);
       }
     }
   }

@@ -2,7 +2,7 @@ import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from '
 import type { LabelSelector } from '../schema/v1alpha1/index.js';
 import { configMapHash } from './hash.js';
 import { deepMerge, isPlainObject } from './merge.js';
-import { validateCollectorConfig } from './validate.js';
+import { checkCollectorConfig, validateCollectorConfig } from './validate.js';
 
 export const CONFIG_CONTENT_TYPE = 'text/yaml';
 
@@ -55,10 +55,9 @@ export function parseCollectorConfig(config: string | Record<string, unknown>): 
     svc['extensions'] = svc['extensions'].filter((e) => e !== 'opamp');
     warnings.push('service.extensions "opamp" is owned by the OpAMP Supervisor and was left out of the pushed config');
   }
-  const issues = validateCollectorConfig(cfg);
   // A Collector may lean on components another Collector defines (an overlay), so dangling
   // references are judged on the merged config; structural errors are the Collector's own.
-  const structural = issues.filter((i) => !i.includes('which is not defined'));
+  const structural = checkCollectorConfig(cfg).filter((i) => i.kind === 'structure').map((i) => i.message);
   if (structural.length > 0) return { ok: false, issues: structural };
   return { ok: true, config: cfg, warnings };
 }
@@ -76,23 +75,31 @@ export interface RenderedConfig {
   collectors: string[];
   /** Problems of the merged config; when non-empty nothing is pushed. */
   issues: string[];
+  /** Problems of invalid Collectors that hold this config back (also in `issues`, as text). */
+  held: { collector: string; issue: string }[];
   body: Buffer;
   contentType: string;
   hash: Buffer;
   hashHex: string;
 }
 
+/** How a held config names the invalid Collector that holds it. */
+export function heldIssue(collector: string, issue: string): string {
+  return `Collector ${collector} is invalid: ${issue}`;
+}
+
 /** Merges collectors (already in merge order) into one config file and hashes it. */
 export function renderMerged(ordered: readonly CollectorInput[]): RenderedConfig {
   let merged: unknown = {};
   for (const c of ordered) merged = deepMerge(merged, c.config);
-  const held = ordered.flatMap((c) => (c.invalid ?? []).map((i) => `Collector ${c.namespace}/${c.name} is invalid: ${i}`));
-  const issues = held.length > 0 ? held : validateCollectorConfig(merged);
+  const held = ordered.flatMap((c) => (c.invalid ?? []).map((issue) => ({ collector: `${c.namespace}/${c.name}`, issue })));
+  const issues = held.length > 0 ? held.map((h) => heldIssue(h.collector, h.issue)) : validateCollectorConfig(merged);
   const body = Buffer.from(stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
   const hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
   return {
     collectors: ordered.map((c) => `${c.namespace}/${c.name}`),
     issues,
+    held,
     body,
     contentType: CONFIG_CONTENT_TYPE,
     hash,

@@ -43,7 +43,12 @@ export const CollectorSpec = z
   });
 export type CollectorSpec = z.infer<typeof CollectorSpec>;
 
-export const FailingAgent = z.object({ instanceUid: z.string(), name: z.string(), message: z.string() });
+export const FailingAgent = z.object({
+  instanceUid: z.string(),
+  name: z.string(),
+  reason: z.enum(['ApplyFailed', 'InvalidConfig', 'Drifted']).optional(),
+  message: z.string(),
+});
 
 export const CollectorStatus = z.object({
   observedGeneration: z.number().int().optional(),

@@ -16,7 +16,7 @@ describe('buildCollectorStatus', () => {
   });
 
   it('is Degraded with the first failing agent\'s message', () => {
-    const counts = { ...emptyStatus(), matched: 3, applied: 2, failed: 1, failing: [{ instanceUid: 'u', name: 'ns/pod-a', message: 'unknown exporter "kafka"' }] };
+    const counts = { ...emptyStatus(), matched: 3, applied: 2, failed: 1, failing: [{ instanceUid: 'u', name: 'ns/pod-a', reason: 'ApplyFailed' as const, message: 'unknown exporter "kafka"' }] };
     const s = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts, previous: undefined, now: t0 });
     expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'ApplyFailed', message: '1 of 3 agents failed to apply the config; ns/pod-a: unknown exporter "kafka"' });
     expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'ApplyFailed' });
@@ -30,7 +30,7 @@ describe('buildCollectorStatus', () => {
   });
 
   it('is Degraded with reason Drifted when agents drifted and none failed', () => {
-    const counts = { ...emptyStatus(), matched: 2, applied: 2, drifted: 1, failing: [{ instanceUid: 'u', name: 'ns/p', message: 'drifted from the pushed config: exporters.debug: missing' }] };
+    const counts = { ...emptyStatus(), matched: 2, applied: 2, drifted: 1, failing: [{ instanceUid: 'u', name: 'ns/p', reason: 'Drifted' as const, message: 'drifted from the pushed config: exporters.debug: missing' }] };
     const s = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts, previous: undefined, now: t0 });
     expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'Drifted', message: '1 of 2 agents run a config that differs from the pushed one; ns/p: drifted from the pushed config: exporters.debug: missing' });
     expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'Drifted' });
