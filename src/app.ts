@@ -8,7 +8,7 @@ import type { CollectorView } from './api/views.js';
 import { aggregateCollectorStatus, emptyStatus, mergedConfigIssues } from './controller/collector-status.js';
 import { Fleet } from './fleet/fleet.js';
 import { OpampServer } from './opamp/server.js';
-import { DesiredState, ownConfigHash } from './render/index.js';
+import { DesiredState } from './render/index.js';
 import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -67,9 +67,11 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     defaultNamespace: bridgeNamespace,
   });
 
+  let desiredState = new DesiredState([]);
   function apply(snap: ManifestSnapshot): void {
     metrics.manifestErrors.set(snap.invalidFiles.length);
-    fleet.setDesiredState(new DesiredState(snap.collectors.map((c) => c.input)));
+    desiredState = new DesiredState(snap.collectors.map((c) => c.input));
+    fleet.setDesiredState(desiredState);
   }
   apply(initial);
 
@@ -106,7 +108,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
             priority: c.input.priority,
             valid: issues.length === 0,
             issues,
-            configHash: ownConfigHash(c.input),
+            configHash: desiredState.ownConfigHash(c.input),
             status: counts.get(key) ?? emptyStatus(),
           };
         });

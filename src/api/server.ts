@@ -1,9 +1,11 @@
 /**
  * The admin HTTP server: probes, Prometheus metrics and the read-only JSON API (docs/api.md).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { secureContextOptions, type TlsMaterial } from '../opamp/tls.js';
 import type { AgentView, CollectorView } from './views.js';
 
 export interface AdminApiSource {
@@ -16,15 +18,23 @@ export interface AdminApiSource {
 }
 
 export class AdminServer {
-  readonly #http: Server;
+  readonly #http: Server | HttpsServer;
 
-  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger }) {
-    this.#http = createServer((req, res) => {
+  /** With `tls` (cert and key; a client CA is not used here) it serves HTTPS, and `setTls` swaps the certificate live. */
+  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial }) {
+    const onRequest: RequestListener = (req, res) => {
       this.#route(req, res).catch((err: unknown) => {
         opts.logger.error({ err, url: req.url }, 'Admin API request failed');
         if (!res.headersSent) json(res, 500, { error: 'internal error' });
       });
-    });
+    };
+    this.#http = opts.tls ? createHttpsServer(adminTls(opts.tls), onRequest) : createServer(onRequest);
+  }
+
+  /** Replaces the certificate and key for new connections. Throws, keeping the current ones, when they are unusable or the server was started without TLS. */
+  setTls(m: TlsMaterial): void {
+    if (!('setSecureContext' in this.#http)) throw new Error('the admin server was started without TLS; switching between plain and TLS needs a restart');
+    this.#http.setSecureContext(adminTls(m));
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<{ port: number; host: string }> {
@@ -68,6 +78,11 @@ export class AdminServer {
     if (path === '/api/v1/collectors') return json(res, 200, src.collectors());
     return json(res, 404, { error: `no route for ${path}` });
   }
+}
+
+/** The admin endpoint never asks for client certificates: its client CA, if given, is ignored. */
+function adminTls(m: TlsMaterial) {
+  return secureContextOptions({ cert: m.cert, key: m.key });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -37,10 +37,27 @@ export interface AgentView {
   /** The pod ("namespace/name") the agent is bound to, in Kubernetes mode; else null. */
   pod: string | null;
   /** The identity the agent's credential proved (a pod-bound ServiceAccount token), or null without authentication. */
-  verified: { namespace: string; podName: string; podUid: string; username: string } | null;
+  /** How the agent authenticated and who that made it (see VerifiedIdentity); null without authentication. */
+  verified: {
+    method: 'serviceAccountToken' | 'bearerToken' | 'mtls';
+    username: string;
+    namespace?: string | undefined;
+    serviceAccount?: string | undefined;
+    podName?: string | undefined;
+    podUid?: string | undefined;
+    credential?: { key: string; current: boolean } | undefined;
+  } | null;
   /** Why the agent gets no config (it claims a pod that does not exist, or one in a namespace this bridge does not serve), or null. */
   identityError: string | null;
   health: ComponentHealthView | null;
+  /**
+   * ConnectionSettingsOffers: the hash of the last offer (heartbeat, credential, own-telemetry
+   * destinations) and what the agent reported about it, if it reports that (ReportsConnectionSettingsStatus).
+   */
+  connectionSettings: {
+    offeredHash: string | null;
+    reported: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
+  } | null;
   /** Effective config as reported by the agent: file name → body (UTF-8) and content type. */
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;
   remoteConfig: {

@@ -78,17 +78,19 @@ function parse(namespace: string, name: string, generation: number, spec: unknow
   if (!r.success) {
     return { generation, input: null, issues: r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`), warnings: [] };
   }
-  const cfg = parseCollectorConfig(r.data.config ?? r.data.configYaml ?? {});
+  const secretNames = (r.data.secretRefs ?? []).map((s) => s.name);
+  const cfg = parseCollectorConfig(r.data.config ?? r.data.configYaml ?? {}, secretNames);
   const base = {
     namespace,
     name,
     generation,
     priority: r.data.priority,
     selector: r.data.selector,
+    secretNames,
   };
   if (!cfg.ok) {
     return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues: cfg.issues, warnings: [] };
   }
-  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config])).digest('hex').slice(0, 16);
+  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config, secretNames])).digest('hex').slice(0, 16);
   return { generation, input: { ...base, revision, config: cfg.config }, issues: [], warnings: cfg.warnings };
 }

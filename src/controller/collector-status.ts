@@ -182,7 +182,8 @@ export function mergedConfigIssues(agents: Iterable<AgentRecord>): Map<string, s
       let set = m.get(key);
       if (!set) m.set(key, (set = new Set()));
       // A Collector's own invalidity is reported by its compiler; the others it holds back are told here.
-      const messages = d.held.length > 0 ? d.held.filter((h) => h.collector !== key).map((h) => heldIssue(h.collector, h.issue)) : d.issues;
+      // A lone Collector's missing Secrets are its own issues too (rendered alone): not told twice.
+      const messages = d.held.length > 0 ? d.held.filter((h) => h.collector !== key).map((h) => heldIssue(h.collector, h.issue)) : d.collectors.length === 1 ? d.issues.filter((i) => !d.secretIssues.includes(i)) : d.issues;
       for (const i of messages) set.add(`merged config (${d.collectors.join(' + ')}): ${i}`);
     }
   }

@@ -49,7 +49,9 @@ export interface AgentRecord {
   /** Whether the effective config the agent reports contains what was pushed; null when not judged. */
   drift: { drifted: boolean; differences: string[] } | null;
   /** Hash of the connection settings offered to this agent instance, and on which connection. */
-  offeredSettings: { hash: string; connectionId: number | null } | null;
+  offeredSettings: { hash: string; connectionId: number | null; at: number } | null;
+  /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
+  connectionSettingsStatus: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
 }
 
 export function anyValueToJs(v: AnyValue | null | undefined): unknown {
@@ -89,13 +91,14 @@ export function labelsOf(desc: AgentRecord['description']): Record<string, strin
   return labels;
 }
 
-export function healthView(h: ComponentHealth): ComponentHealthView {
+/** The health tree as shown; `clean` scrubs agent-written text (secret values) before it is kept. */
+export function healthView(h: ComponentHealth, clean: (s: string) => string = (s) => s): ComponentHealthView {
   const map: Record<string, ComponentHealthView> = {};
-  for (const [k, v] of Object.entries(h.componentHealthMap ?? {})) map[k] = healthView(v);
+  for (const [k, v] of Object.entries(h.componentHealthMap ?? {})) map[k] = healthView(v, clean);
   return {
     healthy: !!h.healthy,
-    status: h.status ?? '',
-    lastError: h.lastError ?? '',
+    status: clean(h.status ?? ''),
+    lastError: clean(h.lastError ?? ''),
     startTimeUnixNano: toDecimalString(h.startTimeUnixNano),
     statusTimeUnixNano: toDecimalString(h.statusTimeUnixNano),
     componentHealthMap: map,

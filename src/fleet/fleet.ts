@@ -22,6 +22,8 @@ import {
 import { newUuidV7, parseUid, uidToString } from '../opamp/uid.js';
 import { configDifferences, parseConfigBody } from './drift.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
+import { Redactor } from '../render/secrets.js';
+import type { CredentialPolicy } from '../opamp/bearer-auth.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AgentView, RemoteConfigState } from '../api/views.js';
 import {
@@ -52,8 +54,31 @@ export interface FleetOptions {
   defaultNamespace?: string;
   /** Decides each agent's namespace and selection labels. Default: its attributes (standalone mode). */
   identity?: IdentityResolver;
+  /** Which Authorization agents should use (bearer-token rotation). Default: the one each presented. */
+  credentials?: CredentialPolicy;
+  /** Where agents should send their own telemetry (read at every offer, so it may change). */
+  ownTelemetry?: () => OwnTelemetry;
+  /**
+   * PEM of the CA that signed the OpAMP endpoint's certificate, offered with the OpAMP connection
+   * settings. Without one, the OpAMP Supervisor (v0.149) turns certificate verification OFF when it
+   * applies an offer (supervisor.go onOpampConnectionSettings), so a TLS bridge should know its CA.
+   */
+  serverCa?: () => string | undefined;
   now?: () => number;
 }
+
+/** An OTLP destination for one signal of an agent's own telemetry. */
+export interface TelemetryDestination {
+  endpoint: string;
+  headers: Record<string, string>;
+}
+export type OwnTelemetry = Partial<Record<'metrics' | 'traces' | 'logs', TelemetryDestination>>;
+
+const OWN_SIGNALS = [
+  ['metrics', AgentCapabilities.ReportsOwnMetrics, 'ownMetrics'],
+  ['traces', AgentCapabilities.ReportsOwnTraces, 'ownTraces'],
+  ['logs', AgentCapabilities.ReportsOwnLogs, 'ownLogs'],
+] as const;
 
 export class Fleet {
   readonly #agents = new Map<string, AgentRecord>();
@@ -61,7 +86,15 @@ export class Fleet {
   readonly #byConnection = new Map<number, Set<string>>();
   readonly #log: Logger;
   readonly #metrics: Metrics;
-  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity'>>;
+  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity' | 'credentials' | 'ownTelemetry' | 'serverCa'>>;
+  readonly #ownTelemetry: () => OwnTelemetry;
+  readonly #serverCa: () => string | undefined;
+  readonly #credentials: CredentialPolicy | undefined;
+  /**
+   * Scrubs secret values out of everything agents report (effective configs, error messages,
+   * health) before it is stored: what is stored is what logs, status, events and the API show.
+   */
+  readonly redactor = new Redactor();
   readonly #identity: IdentityResolver;
   #desired: DesiredState | null = null;
   readonly #driftKey = new Map<string, string>();
@@ -83,6 +116,9 @@ export class Fleet {
       now: opts.now ?? Date.now,
     };
     this.#identity = opts.identity ?? attributeIdentity(this.#opts.defaultNamespace);
+    this.#credentials = opts.credentials;
+    this.#ownTelemetry = opts.ownTelemetry ?? (() => ({}));
+    this.#serverCa = opts.serverCa ?? (() => undefined);
   }
 
   /** Called (synchronously, cheaply) after any change of agent state; consumers debounce. */
@@ -178,18 +214,27 @@ export class Fleet {
       descriptionChanged = JSON.stringify(attributes) !== JSON.stringify(rec.attributes);
       rec.attributes = attributes;
     }
-    if (msg.health != null) rec.health = healthView(msg.health);
+    const clean = (s: string) => this.redactor.redact(s);
+    if (msg.health != null) rec.health = healthView(msg.health, clean);
     if (msg.effectiveConfig != null) {
       const files: Record<string, { body: string; contentType: string }> = {};
       for (const [k, f] of Object.entries(msg.effectiveConfig.configMap?.configMap ?? {})) {
-        files[k] = { body: Buffer.from(f.body ?? new Uint8Array()).toString('utf8'), contentType: f.contentType ?? '' };
+        files[k] = { body: clean(Buffer.from(f.body ?? new Uint8Array()).toString('utf8')), contentType: f.contentType ?? '' };
       }
       rec.effectiveConfig = files;
     }
     if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus);
-    if (msg.packageStatuses != null) rec.packageStatuses = packageStatusesView(msg.packageStatuses);
+    if (msg.packageStatuses != null) rec.packageStatuses = packageStatusesView(msg.packageStatuses, clean);
     if (msg.availableComponents != null) rec.availableComponents = availableComponentsView(msg.availableComponents);
     if (msg.customCapabilities != null) rec.customCapabilities = [...(msg.customCapabilities.capabilities ?? [])];
+    if (msg.connectionSettingsStatus != null) {
+      const st = msg.connectionSettingsStatus;
+      rec.connectionSettingsStatus = {
+        hash: st.lastConnectionSettingsHash?.length ? Buffer.from(st.lastConnectionSettingsHash).toString('hex') : null,
+        status: (['UNSET', 'APPLIED', 'APPLYING', 'FAILED'] as const)[st.status ?? 0] ?? 'UNSET',
+        errorMessage: clean(st.errorMessage ?? ''),
+      };
+    }
 
     if (hasBit(flags, AgentToServerFlags.RequestInstanceUid)) {
       const fresh = newUuidV7(now);
@@ -281,6 +326,47 @@ export class Fleet {
     this.#changed();
   }
 
+  /**
+   * Offers connection settings again to connected WebSocket agents whose offer changed (e.g. a
+   * rotated bearer token); HTTP agents get theirs with their next poll. Returns how many were sent.
+   */
+  reofferConnectionSettings(): number {
+    let sent = 0;
+    for (const rec of this.#agents.values()) {
+      const conn = rec.connection;
+      if (!rec.connected || !conn?.send) continue;
+      const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
+      this.#maybeAddConnectionSettings(rec, conn, msg, false);
+      if (!msg.connectionSettings) continue;
+      conn.send(msg);
+      this.#metrics.messagesSent.inc({ transport: conn.transport });
+      sent++;
+    }
+    if (sent > 0) this.#log.info({ agents: sent }, 'Offered new connection settings');
+    return sent;
+  }
+
+  /**
+   * Closes the WebSocket connections of agents whose credential is no longer accepted (a revoked
+   * token): they must reconnect, and authenticate again. HTTP agents authenticate on every request.
+   */
+  closeConnections(revoked: (conn: AgentConnection) => boolean, reason: string): number {
+    let closed = 0;
+    for (const rec of this.#agents.values()) {
+      const conn = rec.connection;
+      if (!rec.connected || !conn?.close || !revoked(conn)) continue;
+      conn.close(1008, reason);
+      closed++;
+    }
+    if (closed > 0) this.#log.warn({ agents: closed, reason }, 'Closed connections of agents whose credential was revoked');
+    return closed;
+  }
+
+  /** Whether a connected agent still uses a credential that is no longer current (rotation pending). */
+  credentialStale(rec: AgentRecord): boolean {
+    return !!this.#credentials && rec.connected && this.#credentials.replacementFor(rec.connection?.authorization) !== undefined;
+  }
+
   /** Marks silent HTTP agents disconnected and forgets long-disconnected agents. Call periodically. */
   sweep(): void {
     const now = this.#opts.now();
@@ -338,8 +424,13 @@ export class Fleet {
       namespace: rec.namespace,
       pod: rec.pod,
       identityError: rec.identityError,
-      verified: rec.verified,
+      // A credential is shown as it stands now: a rotation moves tokens between keys.
+      verified: rec.verified && {
+        ...rec.verified,
+        ...(rec.verified.credential ? { credential: this.#credentials?.credentialOf?.(rec.connection?.authorization) ?? { ...rec.verified.credential, current: !this.credentialStale(rec) } } : {}),
+      },
       health: rec.health,
+      connectionSettings: rec.offeredSettings || rec.connectionSettingsStatus ? { offeredHash: rec.offeredSettings?.hash ?? null, reported: rec.connectionSettingsStatus } : null,
       effectiveConfig: rec.effectiveConfig,
       remoteConfig: {
         desiredHash,
@@ -385,6 +476,7 @@ export class Fleet {
       failedHash: null,
       drift: null,
       offeredSettings: null,
+      connectionSettingsStatus: null,
     };
   }
 
@@ -411,6 +503,7 @@ export class Fleet {
       // A new desired config: the previous failure no longer stands in its way.
       rec.failedHash = null;
     }
+    if (next && next.secretValues.length > 0) this.redactor.add(next.secretValues);
     rec.desired = next;
   }
 
@@ -431,7 +524,8 @@ export class Fleet {
     const effective = parseConfigBody(body);
     let desired = this.#desiredParsed.get(d.hashHex);
     if (desired === undefined) {
-      desired = parseConfigBody(d.body.toString('utf8'));
+      // Compared as shown: secret values in both configs are [REDACTED], so differences never quote them.
+      desired = parseConfigBody(this.redactor.redact(d.body.toString('utf8')));
       if (this.#desiredParsed.size > 1000) this.#desiredParsed.clear();
       this.#desiredParsed.set(d.hashHex, desired);
     }
@@ -450,7 +544,7 @@ export class Fleet {
     const hash = s.lastRemoteConfigHash && s.lastRemoteConfigHash.length > 0 ? Buffer.from(s.lastRemoteConfigHash).toString('hex') : null;
     const status: RemoteConfigState = RemoteConfigStatusNames[s.status ?? 0] ?? 'UNSET';
     const wasFailed = rec.reported.status === 'FAILED' && rec.reported.hash === hash;
-    rec.reported = { hash, status, errorMessage: s.errorMessage ?? '' };
+    rec.reported = { hash, status, errorMessage: this.redactor.redact(s.errorMessage ?? '') };
     if (status === 'FAILED' && hash !== null) {
       // Never re-push automatically a config the agent reported FAILED.
       if (rec.desired && hash === rec.desired.hashHex) rec.failedHash = hash;
@@ -482,25 +576,49 @@ export class Fleet {
   }
 
   /**
-   * Offers the heartbeat interval through ConnectionSettingsOffers.opamp to agents that accept it.
-   * The offer is always complete (endpoint, the agent's own Authorization header, a non-zero
-   * heartbeat): a partial offer resets fields in Go clients and the Supervisor.
+   * ConnectionSettingsOffers: the OpAMP connection (heartbeat interval, and the Authorization the
+   * agent should use) to agents that accept it, and own-telemetry destinations to agents that
+   * report that signal. Every offer is complete (endpoint, headers, a non-zero heartbeat): a
+   * partial one resets fields in Go clients and the Supervisor. Sent again only when its hash
+   * changes, or when the agent may have forgotten it (a new connection or a full-state request).
    */
-  #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean): void {
-    if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) return;
-    const headers = conn.authorization ? [{ key: 'Authorization', value: conn.authorization }] : [];
-    const opamp = {
-      destinationEndpoint: conn.endpoint,
-      headers: { headers },
-      heartbeatIntervalSeconds: this.#opts.heartbeatIntervalSeconds,
-    };
-    const hash = createHash('sha256')
-      .update(JSON.stringify([opamp.destinationEndpoint, headers, opamp.heartbeatIntervalSeconds]))
-      .digest();
+  #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean, now = this.#opts.now()): void {
+    const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
+    const parts: unknown[] = [];
+    if (hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) {
+      // The agent keeps the credential it presented, unless a newer one is current (rotation).
+      const authorization = this.#credentials?.replacementFor(conn.authorization) ?? conn.authorization;
+      const headers = authorization ? [{ key: 'Authorization', value: authorization }] : [];
+      const ca = this.#serverCa();
+      offers.opamp = {
+        destinationEndpoint: conn.endpoint,
+        headers: { headers },
+        heartbeatIntervalSeconds: this.#opts.heartbeatIntervalSeconds,
+        ...(ca ? { certificate: { caCert: Buffer.from(ca, 'utf8') } } : {}),
+      };
+      parts.push(['opamp', conn.endpoint, headers, this.#opts.heartbeatIntervalSeconds, ca ?? null]);
+    }
+    const own = this.#ownTelemetry();
+    for (const [signal, bit, field] of OWN_SIGNALS) {
+      const d = own[signal];
+      if (!d || !hasBit(rec.capabilities, bit)) continue;
+      const headers = Object.entries(d.headers).sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, value]) => ({ key, value }));
+      offers[field] = { destinationEndpoint: d.endpoint, headers: { headers } };
+      parts.push([signal, d.endpoint, headers]);
+    }
+    if (parts.length === 0) return;
+    const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
     const hashHex = hash.toString('hex');
-    if (rec.offeredSettings?.hash === hashHex && !agentMayHaveForgotten) return;
-    msg.connectionSettings = { hash, opamp };
-    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null };
+    const last = rec.offeredSettings;
+    if (last?.hash === hashHex) {
+      // The same offer again only to an agent that may have forgotten it (a new connection or a
+      // full-state request), and not right after the last one: the Supervisor restarts its OpAMP
+      // client on every offer it accepts (supervisor.go onOpampConnectionSettings; opamp-go does not
+      // compare hashes), so re-offering on the reconnect that an offer caused would loop forever.
+      if (!agentMayHaveForgotten || now - last.at < this.#opts.offerRetryMs) return;
+    }
+    msg.connectionSettings = { hash, ...offers };
+    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null, at: now };
   }
 
   #attach(connId: number, uid: string): void {
@@ -540,17 +658,17 @@ function errorResponse(uid: Uint8Array, type: number, message: string): ServerTo
   return { instanceUid: uid, errorResponse: { type, errorMessage: message } };
 }
 
-function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>): unknown {
+function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>, clean: (s: string) => string): unknown {
   const packages: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(p.packages ?? {})) {
     packages[name] = {
       agentHasVersion: s.agentHasVersion ?? '',
       serverOfferedVersion: s.serverOfferedVersion ?? '',
       status: ['Installed', 'InstallPending', 'Installing', 'InstallFailed', 'Downloading'][s.status ?? 0] ?? String(s.status),
-      errorMessage: s.errorMessage ?? '',
+      errorMessage: clean(s.errorMessage ?? ''),
     };
   }
-  return { packages, errorMessage: p.errorMessage ?? '' };
+  return { packages, errorMessage: clean(p.errorMessage ?? '') };
 }
 
 type ComponentDetails = { metadata?: Parameters<typeof keyValuesToObject>[0]; subComponentMap?: Record<string, ComponentDetails> | null };

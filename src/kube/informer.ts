@@ -2,7 +2,7 @@
  * A list+watch cache that keeps itself alive. client-node's informer re-lists on 410 Gone but stops
  * on any other error (apiserver down, connection reset): restarting it with backoff is our job.
  */
-import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 
 export interface InformerOptions<T extends KubernetesObject> {
@@ -10,6 +10,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Watch path, e.g. /api/v1/namespaces/ns/pods or /apis/fleetbridge.dev/v1alpha1/collectors. */
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /** Restricts the watch, e.g. metadata.name=x (pass the same to `list`). */
+  fieldSelector?: string;
   logger: Logger;
   /** Called after every add, update or delete (and after a re-list). */
   onChange: (obj: T | null) => void;
@@ -21,7 +23,7 @@ export interface InformerOptions<T extends KubernetesObject> {
 
 export class ResilientInformer<T extends KubernetesObject> {
   readonly #o: InformerOptions<T> & { backoffMs: number; maxBackoffMs: number };
-  readonly #inf: ReturnType<typeof makeInformer<T>>;
+  readonly #inf: ListWatch<T>;
   #synced = false;
   #stopped = false;
   #failures = 0;
@@ -40,7 +42,8 @@ export class ResilientInformer<T extends KubernetesObject> {
       });
       return result;
     };
-    this.#inf = makeInformer<T>(opts.kc, opts.path, list);
+    // makeInformer() without its fieldSelector gap: a ListWatch that does not start on its own.
+    this.#inf = new ListWatch<T>(opts.path, new Watch(opts.kc), list, false, undefined, opts.fieldSelector);
     const changed = (obj: T) => opts.onChange(obj);
     this.#inf.on('add', changed);
     this.#inf.on('update', changed);

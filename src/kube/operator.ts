@@ -15,9 +15,13 @@ import { buildCollectorStatus, aggregateCollectorStatus, emptyStatus, mergedConf
 import { CollectorCompiler, type CompiledCollector, type CollectorObject } from '../controller/collector-compiler.js';
 import { ConditionType, Reason, setCondition } from '../controller/conditions.js';
 import { WorkQueue } from '../controller/workqueue.js';
-import { Fleet, configState } from '../fleet/fleet.js';
+import { Fleet, configState, type OwnTelemetry } from '../fleet/fleet.js';
 import { OpampServer } from '../opamp/server.js';
-import { DesiredState, ownConfigHash, selectorMatches } from '../render/index.js';
+import { BearerTokens } from '../opamp/bearer-auth.js';
+import type { AuthResult } from '../opamp/connection.js';
+import { mtlsAuth } from '../opamp/mtls-auth.js';
+import type { TlsMaterial } from '../opamp/tls.js';
+import { DesiredState, selectorMatches } from '../render/index.js';
 import { API_GROUP, API_VERSION, GROUP_VERSION, OpAMPBridgeSpec, type Condition, type OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
@@ -26,6 +30,7 @@ import { serviceAccountTokenAuth } from './token-review.js';
 import { ResilientInformer } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
+import { SecretCache } from './secrets.js';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -83,6 +88,24 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const spec = parsedSpec.success ? parsedSpec.data : OpAMPBridgeSpec.parse({});
   const selector = spec.namespaceSelector;
   const clusterWide = selector !== undefined;
+
+  // ---- Secrets: the ones Collectors list, and the bridge's own (tokens, certificates) --------
+  const bridgeSecret = (name: string | undefined) => (name ? `${ns}/${name}` : null);
+  const tokenSecret = spec.auth.mode === 'bearerToken' ? bridgeSecret(spec.auth.bearerToken?.secretName) : null;
+  const tlsSecret = bridgeSecret(spec.tls?.secretName);
+  const clientCaSecret = bridgeSecret(spec.tls?.clientCASecretName);
+  const adminTlsSecret = bridgeSecret(spec.adminTLS?.secretName);
+  const telemetrySecrets = (['metrics', 'traces', 'logs'] as const).map((sig) => bridgeSecret(spec.ownTelemetry?.[sig]?.headersSecretName)).filter((k): k is string => k !== null);
+  const bridgeSecrets = [...new Set([tokenSecret, tlsSecret, clientCaSecret, adminTlsSecret, ...telemetrySecrets].filter((k): k is string => k !== null))];
+  let collectorSecrets: string[] = [];
+  const secrets = new SecretCache({
+    kc: opts.kc,
+    core: k.core,
+    logger: log.child({ component: 'secrets' }),
+    onChange: (key) => onSecretChange(key),
+    onError: () => om.apiErrors.inc({ op: 'watch' }),
+  });
+  const wantSecrets = () => secrets.want([...bridgeSecrets, ...collectorSecrets]);
 
   // ---- caches ------------------------------------------------------------------------------
   const desiredQueue = new WorkQueue({
@@ -144,7 +167,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const bridgeInformer = informer<BridgeResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${BRIDGES}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES }) as Promise<KubernetesListObject<BridgeResource>>, () => statusQueue.add('bridge'));
 
   // ---- fleet and OpAMP ----------------------------------------------------------------------
+  const bearer = spec.auth.mode === 'bearerToken' ? new BearerTokens() : null;
   const fleet = new Fleet({
+    ...(bearer ? { credentials: bearer } : {}),
+    ownTelemetry: () => ownTelemetry(),
+    // cert-manager (and most issuers) put the issuing CA into the TLS Secret as ca.crt.
+    serverCa: () => (spec.tls ? secrets.get(ns, spec.tls.secretName)?.data['ca.crt'] : undefined),
     logger: log.child({ component: 'fleet' }),
     metrics,
     heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? spec.heartbeatIntervalSeconds,
@@ -155,6 +183,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const compiler = new CollectorCompiler();
   let compiled: CompiledCollector[] = [];
   let compiledByKey = new Map<string, CompiledCollector>();
+  let desiredState = new DesiredState([]);
   let countsCache: Map<string, CollectorFleetStatus> | null = null;
   let issuesCache: Map<string, string[]> | null = null;
   const counts = () => (countsCache ??= aggregateCollectorStatus(fleet.records()));
@@ -177,9 +206,22 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   async function reconcileDesired(): Promise<void> {
     if (!collectorInformer.synced || !podInformer.synced || (nsInformer && !nsInformer.synced)) return;
     const objects = collectorInformer.list().filter((c) => serves(c.metadata?.namespace ?? ''));
-    compiled = compiler.compile(objects);
+    const next = compiler.compile(objects);
+    // Watch what the Collectors in effect list; render once every one of those Secrets was read
+    // (a Secret that is still loading is not a missing one). Its watch's first list re-queues us.
+    collectorSecrets = [...new Set(next.flatMap((c) => (c.input?.secretNames ?? []).map((n) => `${c.namespace}/${n}`)))].sort();
+    wantSecrets();
+    if (!secrets.settled()) {
+      // Not read yet: try again shortly (the watch's first list also re-queues us).
+      setTimeout(() => desiredQueue.add('desired'), 1000).unref();
+      return;
+    }
+    compiled = next;
     compiledByKey = new Map(compiled.map((c) => [c.key, c]));
-    fleet.setDesiredState(new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : []))));
+    // Every value the bridge could substitute is scrubbed from what agents report, even before it is pushed.
+    fleet.redactor.add(secrets.values());
+    desiredState = new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : [])), secrets);
+    fleet.setDesiredState(desiredState);
     scheduleAllStatus();
   }
 
@@ -213,8 +255,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     const c = compiledByKey.get(ckey);
     if (!obj || !c) return;
     const extra = renderIssues().get(ckey) ?? [];
-    const issues = [...c.issues, ...extra];
-    const hash = c.input && !c.input.invalid ? ownConfigHash(c.input) : null;
+    const issues = [...new Set([...c.issues, ...extra, ...(c.input && !c.input.invalid ? desiredState.own(c.input).secretIssues : [])])];
+    const hash = c.input && !c.input.invalid ? desiredState.ownConfigHash(c.input) : null;
     const fleetCounts = counts().get(ckey) ?? emptyStatus();
     const status = buildCollectorStatus({
       generation: c.generation,
@@ -257,12 +299,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   }
 
   const opampPort = opts.opampPort ?? spec.endpoint.port;
-  let advertised = opts.advertiseUrl ?? `ws://${opts.bridgeName}.${ns}.svc:${opampPort}${spec.endpoint.path}`;
+  const wsScheme = spec.tls ? 'wss' : 'ws';
+  let advertised = opts.advertiseUrl ?? `${wsScheme}://${opts.bridgeName}.${ns}.svc:${opampPort}${spec.endpoint.path}`;
+  let serversStarted = false;
 
   async function writeBridgeStatus(): Promise<void> {
     const obj = bridgeInformer.get(opts.bridgeName, ns);
     if (!obj) return;
-    const t = { connected: 0, healthy: 0, unhealthy: 0, applied: 0, failed: 0, unbound: 0 };
+    const t = { connected: 0, healthy: 0, unhealthy: 0, applied: 0, failed: 0, unbound: 0, staleCredentials: 0 };
     for (const rec of fleet.records()) {
       if (!rec.connected) continue;
       t.connected++;
@@ -271,17 +315,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       if (s === 'applied') t.applied++;
       if (s === 'failed') t.failed++;
       if (rec.identityError) t.unbound++;
+      if (fleet.credentialStale(rec)) t.staleCredentials++;
     }
     const synced = informers.every((i) => i.synced);
     const gen = (obj.metadata?.generation as number | undefined) ?? 0;
-    const secure = setCondition(
-      obj.status?.conditions,
-      spec.auth.mode === 'none'
-        ? { type: 'AgentsAuthenticated', status: 'False', reason: 'AuthenticationDisabled', message: 'spec.auth.mode is none: agents are not authenticated and are bound to the pods they claim' }
-        : { type: 'AgentsAuthenticated', status: 'True', reason: 'ServiceAccountTokens', message: `Agents must present a pod-bound ServiceAccount token for audience ${spec.auth.audiences.join(', ')}` },
-      gen,
-      new Date(),
-    );
+    const secure = setCondition(obj.status?.conditions, authCondition(), gen, new Date());
     const conditions = setCondition(
       secure,
       synced
@@ -302,6 +340,112 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       om.statusWrites.inc({ kind: 'OpAMPBridge', outcome: 'error' });
       om.apiErrors.inc({ op: 'status' });
       throw new Error(`status write for OpAMPBridge ${ns}/${opts.bridgeName} failed: ${errorText(err)}`);
+    }
+  }
+
+  /** What AgentsAuthenticated says: how agents are authenticated, and what a problem blocks. */
+  function authCondition(): Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> {
+    switch (spec.auth.mode) {
+      case 'none':
+        return { type: 'AgentsAuthenticated', status: 'False', reason: 'AuthenticationDisabled', message: 'spec.auth.mode is none: agents are not authenticated and are bound to the pods they claim' };
+      case 'serviceAccountToken':
+        return { type: 'AgentsAuthenticated', status: 'True', reason: 'ServiceAccountTokens', message: `Agents must present a pod-bound ServiceAccount token for audience ${spec.auth.audiences.join(', ')}` };
+      case 'mtls':
+        return { type: 'AgentsAuthenticated', status: 'True', reason: 'ClientCertificates', message: `Agents must present a client certificate signed by the CA in Secret ${clientCaSecret}; it limits them to pods of the namespace and ServiceAccount it names` };
+      case 'bearerToken':
+        return bearerProblem
+          ? { type: 'AgentsAuthenticated', status: 'False', reason: 'TokensUnavailable', message: `Agents are refused: ${bearerProblem}` }
+          : { type: 'AgentsAuthenticated', status: 'True', reason: 'BearerTokens', message: `Agents must present a token from Secret ${tokenSecret} (current key ${spec.auth.bearerToken?.currentKey}); they are bound to the pods they claim` };
+    }
+  }
+
+  // ---- the bridge's own Secrets ---------------------------------------------------------------
+  let bearerProblem: string | null = null;
+  function loadBearerTokens(): void {
+    if (!bearer || !tokenSecret) return;
+    const s = secrets.get(ns, spec.auth.bearerToken!.secretName);
+    const currentKey = spec.auth.bearerToken!.currentKey;
+    bearerProblem = !s ? `Secret ${tokenSecret} not found` : !s.data[currentKey] ? `Secret ${tokenSecret} has no key ${currentKey} (the current token)` : null;
+    bearer.set(s?.data ?? {}, currentKey, s ? undefined : bearerProblem ?? undefined);
+    if (bearerProblem) log.error({ secret: tokenSecret }, bearerProblem);
+  }
+
+  /** The PEMs from kubernetes.io/tls Secrets (and a CA Secret), or a reason they are not usable. */
+  function tlsMaterial(certKey: string | null, caKey: string | null): TlsMaterial | string {
+    const pick = (key: string) => secrets.get(...(key.split('/') as [string, string]));
+    const certs = certKey ? pick(certKey) : undefined;
+    if (!certs) return `Secret ${certKey} not found`;
+    const cert = certs.data['tls.crt'];
+    const key = certs.data['tls.key'];
+    if (!cert || !key) return `Secret ${certKey} lacks tls.crt or tls.key`;
+    if (!caKey) return { cert, key };
+    const ca = pick(caKey)?.data['ca.crt'];
+    if (!ca) return `Secret ${caKey} not found or lacks ca.crt`;
+    return { cert, key, clientCa: ca };
+  }
+
+  /** spec.ownTelemetry with header values from their Secrets (a destination whose Secret is missing is not offered). */
+  function ownTelemetry(): OwnTelemetry {
+    const out: OwnTelemetry = {};
+    for (const sig of ['metrics', 'traces', 'logs'] as const) {
+      const d = spec.ownTelemetry?.[sig];
+      if (!d) continue;
+      let headers: Record<string, string> = {};
+      if (d.headersSecretName) {
+        const sec = secrets.get(ns, d.headersSecretName);
+        if (!sec) continue;
+        headers = { ...sec.data };
+      }
+      out[sig] = { endpoint: d.endpoint, headers };
+    }
+    return out;
+  }
+
+  function onSecretChange(key: string): void {
+    // Any value the bridge holds (tokens and telemetry headers included) is scrubbed from what agents report.
+    fleet.redactor.add(secrets.values());
+    if (telemetrySecrets.includes(key) && serversStarted) fleet.reofferConnectionSettings();
+    if (key === tokenSecret) {
+      loadBearerTokens();
+      if (serversStarted) {
+        // Revoked tokens lose their connections; agents on an old, still accepted token are
+        // offered the current one, and status counts who has not moved yet.
+        fleet.closeConnections((c) => !bearer!.accepts(c.authorization), 'credential revoked');
+        fleet.reofferConnectionSettings();
+      }
+      statusQueue.add('bridge');
+    }
+    if (key === tlsSecret || key === clientCaSecret) reloadTls('opamp');
+    if (key === adminTlsSecret) reloadTls('admin');
+    if (collectorSecrets.includes(key)) desiredQueue.add('desired');
+  }
+
+  function reloadTls(which: 'opamp' | 'admin'): void {
+    if (!serversStarted) return;
+    const m = which === 'opamp' ? tlsMaterial(tlsSecret, clientCaSecret) : tlsMaterial(adminTlsSecret, null);
+    if (typeof m === 'string') {
+      log.error({ endpoint: which, reason: m }, 'Cannot reload TLS certificates; serving the previous ones');
+      return;
+    }
+    try {
+      if (which === 'opamp') opamp.setTls(m);
+      else admin.setTls(m);
+      log.info({ endpoint: which }, 'Reloaded TLS certificates');
+    } catch (err) {
+      log.error({ endpoint: which, err: errorText(err) }, 'Cannot reload TLS certificates; serving the previous ones');
+    }
+  }
+
+  /** Waits until the bridge's own Secrets were read, so TLS and tokens are in place before serving. */
+  async function bridgeSecretsReady(): Promise<void> {
+    if (bridgeSecrets.length === 0) return;
+    wantSecrets();
+    // Up to 15 s: a Secret that cannot be read by then (missing, or RBAC) is reported as missing.
+    while (!secrets.settled(15_000)) await new Promise((r) => setTimeout(r, 100));
+    loadBearerTokens();
+    for (const [which, m] of [['opamp', tlsSecret ? tlsMaterial(tlsSecret, clientCaSecret) : null], ['admin', adminTlsSecret ? tlsMaterial(adminTlsSecret, null) : null]] as const) {
+      // Without its certificate an endpoint cannot serve TLS, and must never fall back to plain text.
+      if (typeof m === 'string') throw new Error(`cannot serve the ${which} endpoint with TLS: ${m}`);
     }
   }
 
@@ -329,9 +473,26 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   if (spec.auth.mode === 'none') {
     log.warn({ bridge: `${ns}/${opts.bridgeName}` }, 'Agent authentication is off (spec.auth.mode: none): any agent that reaches the endpoint is served by the pod it claims');
   }
+  try {
+    await bridgeSecretsReady();
+  } catch (err) {
+    await secrets.stop();
+    throw err;
+  }
+  const authenticate: ((req: import('node:http').IncomingMessage) => Promise<AuthResult>) | undefined =
+    spec.auth.mode === 'serviceAccountToken'
+      ? serviceAccountTokenAuth({ api: k.authn, audiences: spec.auth.audiences, logger: log.child({ component: 'auth' }) })
+      : spec.auth.mode === 'bearerToken'
+        ? bearer!.authenticate
+        : spec.auth.mode === 'mtls'
+          ? mtlsAuth({ requireNamespace: true })
+          : undefined;
+  const opampTls = tlsSecret ? (tlsMaterial(tlsSecret, clientCaSecret) as TlsMaterial) : undefined;
+  const adminTls = adminTlsSecret ? (tlsMaterial(adminTlsSecret, null) as TlsMaterial) : undefined;
   const opamp = new OpampServer({
     handler: fleet,
-    authenticate: spec.auth.mode === 'serviceAccountToken' ? serviceAccountTokenAuth({ api: k.authn, audiences: spec.auth.audiences, logger: log.child({ component: 'auth' }) }) : undefined,
+    ...(opampTls ? { tls: opampTls } : {}),
+    authenticate,
     logger: log.child({ component: 'opamp' }),
     onProtocolError: (transport, code) => metrics.protocolErrors.inc({ transport, code }),
     path: spec.endpoint.path,
@@ -342,6 +503,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
   });
   const admin = new AdminServer({
+    ...(adminTls ? { tls: adminTls } : {}),
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -351,7 +513,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       collectors: () => {
         const extra = renderIssues();
         const views: CollectorView[] = compiled.map((c) => {
-          const issues = [...c.issues, ...(extra.get(c.key) ?? [])];
+          const issues = [...new Set([...c.issues, ...(extra.get(c.key) ?? []), ...(c.input && !c.input.invalid ? desiredState.own(c.input).secretIssues : [])])];
           return {
             namespace: c.namespace,
             name: c.name,
@@ -360,7 +522,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
             priority: c.input?.priority ?? 0,
             valid: issues.length === 0,
             issues,
-            configHash: c.input && !c.input.invalid ? ownConfigHash(c.input) : null,
+            configHash: c.input && !c.input.invalid ? desiredState.ownConfigHash(c.input) : null,
             status: counts().get(c.key) ?? emptyStatus(),
           };
         });
@@ -377,8 +539,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   const host = opts.host ?? '0.0.0.0';
   const oa = await opamp.listen(opampPort, host);
-  if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `ws://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
+  if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `${wsScheme}://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
   const aa = await admin.listen(opts.httpPort ?? 8080, host);
+  serversStarted = true;
   for (const i of informers) i.start();
   elector?.start();
   const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);
@@ -393,8 +556,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
   log.info({ bridge: `${ns}/${opts.bridgeName}`, opamp: `${shown(oa.host)}:${oa.port}`, api: `${shown(aa.host)}:${aa.port}`, clusterWide }, 'Fleetbridge operator started');
   return {
-    opampUrl: { websocket: `ws://${shown(oa.host)}:${oa.port}${spec.endpoint.path}`, http: `http://${shown(oa.host)}:${oa.port}${spec.endpoint.path}` },
-    apiUrl: `http://${shown(aa.host)}:${aa.port}`,
+    opampUrl: { websocket: `${wsScheme}://${shown(oa.host)}:${oa.port}${spec.endpoint.path}`, http: `http${spec.tls ? 's' : ''}://${shown(oa.host)}:${oa.port}${spec.endpoint.path}` },
+    apiUrl: `http${adminTls ? 's' : ''}://${shown(aa.host)}:${aa.port}`,
     fleet,
     isLeader,
     async settled() {
@@ -408,7 +571,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       await elector?.stop();
       desiredQueue.shutdown();
       statusQueue.shutdown();
-      await Promise.all(informers.map((i) => i.stop()));
+      await Promise.all([...informers.map((i) => i.stop()), secrets.stop()]);
       await Promise.all([opamp.close(), admin.close()]);
     },
   };

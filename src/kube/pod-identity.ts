@@ -22,16 +22,36 @@ export function podIdentity(pods: PodLookup, serves: (namespace: string) => bool
     const name = a[POD_NAME];
     const ns = a[NAMESPACE];
     const v = agent.verified;
-    if (v) {
-      // A verified token decides; claims, where made, must agree with it.
+    if (v?.podUid) {
+      // A pod-bound token decides; claims, where made, must agree with it.
       if ((uid && uid !== v.podUid) || (name && name !== v.podName) || (ns && ns !== v.namespace)) {
         return { ok: false, error: `the agent claims pod ${ns ?? '?'}/${name ?? uid} but its token is bound to pod ${v.namespace}/${v.podName}` };
       }
-      if (!serves(v.namespace)) return { ok: false, error: `the agent's token is bound to a pod in namespace ${v.namespace}, which this bridge does not serve` };
+      if (!serves(v.namespace!)) return { ok: false, error: `the agent's token is bound to a pod in namespace ${v.namespace}, which this bridge does not serve` };
       const pod = pods.byUid(v.podUid);
       if (!pod) return { ok: false, error: `the pod the agent's token is bound to (${v.namespace}/${v.podName}) does not exist` };
       return bound(pod);
     }
+    if (v?.method === 'mtls') {
+      // A certificate names a namespace and ServiceAccount, not a pod: the claimed pod must be
+      // one of that namespace's pods running as that ServiceAccount.
+      if (!v.namespace) return { ok: false, error: `the agent's certificate (${v.username}) names no namespace and ServiceAccount` };
+      const claimed = claimedPod(uid, name, ns);
+      if (!claimed.ok) return claimed;
+      const pod = claimed.pod;
+      const pns = pod.metadata?.namespace ?? '';
+      const sa = pod.spec?.serviceAccountName || 'default';
+      if (pns !== v.namespace || (v.serviceAccount && sa !== v.serviceAccount)) {
+        return { ok: false, error: `the agent claims pod ${pns}/${pod.metadata?.name} (ServiceAccount ${sa}) but its certificate is for ${v.namespace}/${v.serviceAccount ?? '*'}` };
+      }
+      return bound(pod);
+    }
+    const claimed = claimedPod(uid, name, ns);
+    return claimed.ok ? bound(claimed.pod) : claimed;
+  };
+
+  /** The pod an agent claims by its attributes, when it exists in a namespace this bridge serves. */
+  function claimedPod(uid: string | undefined, name: string | undefined, ns: string | undefined): { ok: true; pod: V1Pod } | { ok: false; error: string } {
     if (!uid && !(name && ns)) {
       return { ok: false, error: `the agent reports neither ${POD_UID} nor ${POD_NAME} with ${NAMESPACE}, so it cannot be bound to a pod` };
     }
@@ -49,8 +69,8 @@ export function podIdentity(pods: PodLookup, serves: (namespace: string) => bool
       pod = pods.byName(ns!, name!);
       if (!pod) return { ok: false, error: `the agent claims pod ${ns}/${name}, which does not exist` };
     }
-    return bound(pod);
-  };
+    return { ok: true, pod };
+  }
 
   function bound(pod: V1Pod): AgentIdentity {
     const podNs = pod.metadata?.namespace ?? '';

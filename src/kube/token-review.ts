@@ -54,8 +54,8 @@ export function serviceAccountTokenAuth(o: TokenAuthOptions): (req: IncomingMess
         if (!user.startsWith(SA_PREFIX) || !podName || !podUid) {
           result = { ok: false, status: 403, reason: `the token of ${user || 'an unknown user'} is not a ServiceAccount token bound to a pod` };
         } else {
-          const namespace = user.slice(SA_PREFIX.length).split(':')[0]!;
-          result = { ok: true, identity: { namespace, podName, podUid, username: user } };
+          const [namespace, serviceAccount] = user.slice(SA_PREFIX.length).split(':') as [string, string | undefined];
+          result = { ok: true, identity: { method: 'serviceAccountToken', namespace, serviceAccount, podName, podUid, username: user } };
         }
       }
     } catch (err) {

@@ -2,13 +2,22 @@ import type { ServerToAgentProps } from './messages.js';
 
 export type TransportName = 'websocket' | 'http';
 
-/** Who the server verified the peer to be: the pod its token is bound to. */
+/**
+ * Who the server verified the peer to be, and how. What is known depends on the method:
+ * - serviceAccountToken: the pod its token is bound to (namespace, podName, podUid, serviceAccount);
+ * - mtls: the namespace and ServiceAccount its certificate names (the agent claims its pod, which must match);
+ * - bearerToken: only that it holds an accepted token (`credential` says which).
+ */
 export interface VerifiedIdentity {
-  namespace: string;
-  podName: string;
-  podUid: string;
-  /** e.g. system:serviceaccount:ns:name */
+  method: 'serviceAccountToken' | 'bearerToken' | 'mtls';
+  /** e.g. system:serviceaccount:ns:name, a certificate's SPIFFE ID or subject, bearer-token:KEY */
   username: string;
+  namespace?: string | undefined;
+  serviceAccount?: string | undefined;
+  podName?: string | undefined;
+  podUid?: string | undefined;
+  /** bearerToken: the Secret key whose token was presented, and whether it is the current one. */
+  credential?: { key: string; current: boolean } | undefined;
 }
 
 export type AuthResult = { ok: true; identity?: VerifiedIdentity } | { ok: false; status: 401 | 403 | 503; reason: string };

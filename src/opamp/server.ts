@@ -4,7 +4,8 @@
  * `Upgrade: websocket` is the WebSocket transport. Anything else on the path is refused with a
  * logged reason. Bad input fails only its own connection or request.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { gunzip, gzip } from 'node:zlib';
 import { promisify } from 'node:util';
@@ -14,6 +15,7 @@ import { decodeAgentToServer, decodeWsMessage, encodeServerToAgent, encodeWsMess
 import type { AgentConnection, AuthResult, VerifiedIdentity } from './connection.js';
 import { OpampProtocolError, type OpampErrorCode } from './errors.js';
 import { ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
+import { secureContextOptions, type TlsMaterial } from './tls.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -54,6 +56,12 @@ export interface OpampServerOptions {
   authenticate?: (req: IncomingMessage) => Promise<AuthResult>;
   /** permessage-deflate; off by default (it costs 100+ KiB per connection). */
   perMessageDeflate?: boolean;
+  /**
+   * Serve TLS (wss://, https://) with this material; `setTls` swaps it live. With `clientCa`,
+   * client certificates are requested and verified, but a missing or untrusted one does not fail
+   * the handshake: `authenticate` (e.g. mtlsAuth) refuses it with a 401/403 the client can read.
+   */
+  tls?: TlsMaterial;
 }
 
 interface WsState {
@@ -89,8 +97,8 @@ export class TokenBucket {
 }
 
 export class OpampServer {
-  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError' | 'authenticate'>> & Pick<OpampServerOptions, 'onProtocolError' | 'authenticate'>;
-  readonly #http: Server;
+  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls'>> & Pick<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls'>;
+  readonly #http: Server | HttpsServer;
   readonly #wss: WebSocketServer;
   readonly #sockets = new Map<WebSocket, WsState>();
   readonly #perSource = new Map<string, number>();
@@ -119,23 +127,47 @@ export class OpampServer {
       perMessageDeflate: this.#opts.perMessageDeflate,
       clientTracking: false,
     });
-    this.#http = createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, (req, res) => {
+    const onRequest: RequestListener = (req, res) => {
       this.#onRequest(req, res).catch((err: unknown) => {
         this.#opts.logger.error({ err }, 'Unexpected error serving an OpAMP HTTP request');
         if (!res.headersSent) res.writeHead(500).end();
         else res.destroy();
       });
-    });
+    };
+    const timeouts = { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 };
+    const tls = this.#opts.tls;
+    this.#http = tls
+      ? createHttpsServer({ ...timeouts, ...secureContextOptions(tls), ...(tls.clientCa ? { requestCert: true, rejectUnauthorized: false } : {}) }, onRequest)
+      : createServer(timeouts, onRequest);
     this.#http.on('upgrade', (req, socket, head) => this.#onUpgrade(req, socket, head));
     this.#http.on('clientError', (err, socket) => {
       this.#opts.logger.debug({ err: err.message }, 'Refused a malformed HTTP request');
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
+    // A failed handshake (e.g. plain HTTP on the TLS port); Node closes the socket.
+    this.#http.on('tlsClientError', (err: Error) => this.#opts.logger.debug({ err: err.message }, 'Refused a failed TLS handshake'));
   }
 
   get connectionCount(): number {
     return this.#sockets.size;
+  }
+
+  /**
+   * Replaces the certificate, key and client CA for new TLS handshakes; open connections (and
+   * their agents) are kept. Throws, keeping the current material, when the PEMs are unusable, when
+   * the server was started without TLS, or when `clientCa` is added or removed (both need a restart).
+   */
+  setTls(m: TlsMaterial): void {
+    const current = this.#opts.tls;
+    if (!current || !('setSecureContext' in this.#http)) {
+      throw new Error('the OpAMP server was started without TLS; switching between plain and TLS needs a restart');
+    }
+    if (!current.clientCa !== !m.clientCa) {
+      throw new Error(`the OpAMP server was started ${current.clientCa ? 'with' : 'without'} a client CA; turning client certificates on or off needs a restart`);
+    }
+    this.#http.setSecureContext(secureContextOptions(m));
+    this.#opts.tls = m;
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<{ port: number; host: string }> {

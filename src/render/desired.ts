@@ -1,17 +1,6 @@
 import { compareCollectors, renderMerged, type CollectorInput, type RenderedConfig } from './render.js';
+import type { SecretSource } from './secrets.js';
 import { selectorMatches } from './select.js';
-
-const ownHashes = new Map<string, string>();
-
-/** The hash of one Collector's config rendered alone (shown as its `configHash`), cached by revision. */
-export function ownConfigHash(input: CollectorInput): string {
-  let h = ownHashes.get(input.revision);
-  if (!h) {
-    if (ownHashes.size > 10_000) ownHashes.clear();
-    ownHashes.set(input.revision, (h = renderMerged([input]).hashHex));
-  }
-  return h;
-}
 
 /**
  * The desired state at one moment: the valid Collectors, grouped by namespace. Answers "what
@@ -21,8 +10,10 @@ export function ownConfigHash(input: CollectorInput): string {
 export class DesiredState {
   readonly #byNamespace = new Map<string, CollectorInput[]>();
   readonly #cache = new Map<string, RenderedConfig>();
+  readonly #own = new Map<string, RenderedConfig>();
 
-  constructor(collectors: readonly CollectorInput[]) {
+  /** `secrets` resolves `${secret:...}` references; it must not change while this state is in use. */
+  constructor(collectors: readonly CollectorInput[], private readonly secrets?: SecretSource) {
     for (const c of [...collectors].sort(compareCollectors)) {
       let list = this.#byNamespace.get(c.namespace);
       if (!list) this.#byNamespace.set(c.namespace, (list = []));
@@ -41,8 +32,20 @@ export class DesiredState {
     if (matched.length === 0) return null;
     const key = matched.map((c) => `${c.namespace}/${c.name}@${c.revision}`).join('\n');
     let r = this.#cache.get(key);
-    if (!r) this.#cache.set(key, (r = renderMerged(matched)));
+    if (!r) this.#cache.set(key, (r = renderMerged(matched, this.secrets)));
     return r;
+  }
+
+  /** One Collector's config rendered alone: its `configHash`, and whether its Secrets resolve. */
+  own(input: CollectorInput): RenderedConfig {
+    const key = `${input.namespace}/${input.name}@${input.revision}`;
+    let r = this.#own.get(key);
+    if (!r) this.#own.set(key, (r = renderMerged([input], this.secrets)));
+    return r;
+  }
+
+  ownConfigHash(input: CollectorInput): string {
+    return this.own(input).hashHex;
   }
 
   collectors(): CollectorInput[] {

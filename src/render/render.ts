@@ -2,6 +2,7 @@ import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from '
 import type { LabelSelector } from '../schema/v1alpha1/index.js';
 import { configMapHash } from './hash.js';
 import { deepMerge, isPlainObject } from './merge.js';
+import { secretReferences, substituteSecrets, type SecretSource } from './secrets.js';
 import { checkCollectorConfig, validateCollectorConfig } from './validate.js';
 
 export const CONFIG_CONTENT_TYPE = 'text/yaml';
@@ -16,6 +17,8 @@ export interface CollectorInput {
   priority: number;
   selector: LabelSelector;
   config: Record<string, unknown>;
+  /** Secrets (in `namespace`) the config may reference: its spec.secretRefs. */
+  secretNames?: string[];
   /**
    * Set when the Collector's own config is invalid and no earlier valid version is known: the
    * agents it selects are held (nothing is pushed to them) rather than sent a config without it.
@@ -32,7 +35,7 @@ export type ParseResult =
  * sections the OpAMP Supervisor owns: its `opamp` extension. A pushed `extensions.opamp` would
  * override what the Supervisor injects and can cut the agent off from us.
  */
-export function parseCollectorConfig(config: string | Record<string, unknown>): ParseResult {
+export function parseCollectorConfig(config: string | Record<string, unknown>, secretRefs: readonly string[] = []): ParseResult {
   let value: unknown = config;
   if (typeof config === 'string') {
     try {
@@ -58,6 +61,12 @@ export function parseCollectorConfig(config: string | Record<string, unknown>): 
   // A Collector may lean on components another Collector defines (an overlay), so dangling
   // references are judged on the merged config; structural errors are the Collector's own.
   const structural = checkCollectorConfig(cfg).filter((i) => i.kind === 'structure').map((i) => i.message);
+  // Secret references must name a Secret the Collector lists: the bridge reads only those.
+  const secrets = secretReferences(cfg);
+  structural.push(...secrets.issues);
+  for (const r of secrets.refs) {
+    if (!secretRefs.includes(r.name)) structural.push(`${r.path}: references Secret ${r.name}, which is not listed in spec.secretRefs`);
+  }
   if (structural.length > 0) return { ok: false, issues: structural };
   return { ok: true, config: cfg, warnings };
 }
@@ -77,7 +86,12 @@ export interface RenderedConfig {
   issues: string[];
   /** Problems of invalid Collectors that hold this config back (also in `issues`, as text). */
   held: { collector: string; issue: string }[];
+  /** The config file as pushed: secret values substituted. Never log or show it. */
   body: Buffer;
+  /** The secret values in `body`, for redaction. */
+  secretValues: string[];
+  /** References that could not be resolved (also in `issues`). */
+  secretIssues: string[];
   contentType: string;
   hash: Buffer;
   hashHex: string;
@@ -88,15 +102,32 @@ export function heldIssue(collector: string, issue: string): string {
   return `Collector ${collector} is invalid: ${issue}`;
 }
 
-/** Merges collectors (already in merge order) into one config file and hashes it. */
-export function renderMerged(ordered: readonly CollectorInput[]): RenderedConfig {
+/**
+ * Merges collectors (already in merge order, all of one namespace) into one config file,
+ * substitutes secret references from `secrets`, and hashes it. With secrets, the hash covers the
+ * config as written plus the versions of the values used, never the values: hashes are shown.
+ */
+export function renderMerged(ordered: readonly CollectorInput[], secrets?: SecretSource): RenderedConfig {
   let merged: unknown = {};
   for (const c of ordered) merged = deepMerge(merged, c.config);
   const held = ordered.flatMap((c) => (c.invalid ?? []).map((issue) => ({ collector: `${c.namespace}/${c.name}`, issue })));
   const issues = held.length > 0 ? held.map((h) => heldIssue(h.collector, h.issue)) : validateCollectorConfig(merged);
-  const body = Buffer.from(stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
-  const hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
+  const text = stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false });
+  let body = Buffer.from(text, 'utf8');
+  let hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
+  let secretValues: string[] = [];
+  let secretIssues: string[] = [];
+  if (secrets && text.includes('${secret:')) {
+    const s = substituteSecrets(merged, ordered[0]?.namespace ?? '', secrets);
+    secretIssues = s.issues;
+    issues.push(...s.issues);
+    secretValues = s.values;
+    body = Buffer.from(stringifyYaml(s.config, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
+    hash = configMapHash({ '': { body: Buffer.from(text, 'utf8'), contentType: CONFIG_CONTENT_TYPE }, secrets: { body: Buffer.from(s.versions.join('\n'), 'utf8'), contentType: 'text/plain' } });
+  }
   return {
+    secretValues,
+    secretIssues,
     collectors: ordered.map((c) => `${c.namespace}/${c.name}`),
     issues,
     held,

@@ -120,6 +120,11 @@ export interface GoAgentOptions {
   heartbeatSeconds?: number;
   /** Extra HTTP headers on the WebSocket upgrade request. */
   headers?: Record<string, string>;
+  /** PEM CA file that verifies a wss:// server (--ca-file). */
+  caFile?: string;
+  /** PEM client certificate and key files for mTLS (--cert-file, --key-file). */
+  certFile?: string;
+  keyFile?: string;
   /** Go duration, e.g. "2m". Default 10m. */
   maxLifetime?: string;
   /** Log opamp-go debug messages to stderr. */
@@ -196,6 +201,9 @@ export async function startGoAgent(opts: GoAgentOptions): Promise<GoAgent> {
   if (opts.reportsHeartbeat !== undefined) args.push(`--reports-heartbeat=${opts.reportsHeartbeat}`);
   if (opts.acceptsConnectionSettings !== undefined) args.push(`--accepts-connection-settings=${opts.acceptsConnectionSettings}`);
   if (opts.heartbeatSeconds !== undefined) args.push('--heartbeat-seconds', String(opts.heartbeatSeconds));
+  if (opts.caFile) args.push('--ca-file', opts.caFile);
+  if (opts.certFile) args.push('--cert-file', opts.certFile);
+  if (opts.keyFile) args.push('--key-file', opts.keyFile);
   if (opts.maxLifetime) args.push('--max-lifetime', opts.maxLifetime);
   if (opts.verbose) args.push('--verbose');
 

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, sign } from 'node:crypto';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -96,6 +97,26 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     expect(http.status).toBe(401);
     expect(http.headers.get('www-authenticate')).toBe('Bearer');
     expect(await (await fetch(`${op.apiUrl}/metrics`)).text()).toMatch(/code="FB_OPAMP_UNAUTHENTICATED"\} [1-9]/);
+  });
+
+  it('refuses an expired token, even one the apiserver itself signed', async () => {
+    // A real pod-bound token, re-signed with the apiserver's own ServiceAccount key after moving
+    // its lifetime into the past: only the expiry is wrong. (TokenRequest will not issue one.)
+    const real = await token(ns, 'a');
+    const [h, p] = real.split('.') as [string, string];
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as { exp: number; iat: number; nbf: number };
+    const now = Math.floor(Date.now() / 1000);
+    Object.assign(claims, { iat: now - 7200, nbf: now - 7200, exp: now - 3600 });
+    const body = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const key = createPrivateKey(readFileSync(join(cp.dir, 'pki', 'sa.key')));
+    const expired = `${body}.${sign('sha256', Buffer.from(body), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    await expect(RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${expired}` })).rejects.toThrow(/HTTP 401/);
+    // The same claims with a fresh lifetime are accepted: the signature is right, the expiry is what failed.
+    Object.assign(claims, { iat: now - 10, nbf: now - 10, exp: now + 600 });
+    const freshBody = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const fresh = `${freshBody}.${sign('sha256', Buffer.from(freshBody), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    const a = await RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${fresh}` });
+    a.terminate();
   });
 
   it('binds an agent to the pod its token is bound to, whatever it claims about labels', async () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta } from './common.js';
+import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta, ObjectName } from './common.js';
 
 /**
  * An OpenTelemetry Collector config: YAML text, or the same as an object. Parsed and checked by
@@ -22,6 +22,13 @@ export const CollectorSpec = z
     ),
     config: CollectorConfig.optional(),
     configYaml: CollectorConfigYaml.optional(),
+    secretRefs: z
+      .array(z.object({ name: ObjectName.describe('A Secret in the Collector\'s namespace.') }).strict())
+      .max(32)
+      .optional()
+      .describe(
+        'Secrets the config may reference as ${secret:NAME/KEY}: the value is substituted into each push and never shown (status, events, logs, metrics and the API show the reference, or [REDACTED]). The bridge reads only the Secrets listed here.',
+      ),
     priority: z
       .number()
       .int()

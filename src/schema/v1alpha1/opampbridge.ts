@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta } from './common.js';
+import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta, ObjectName } from './common.js';
+
+/** An OTLP/HTTP destination offered to agents for one signal of their own telemetry. */
+export const TelemetryDestination = z
+  .object({
+    endpoint: z.url({ protocol: /^https?$/ }).describe('OTLP/HTTP URL, e.g. https://otlp.example:4318/v1/metrics.'),
+    headersSecretName: ObjectName.optional().describe("Secret in the bridge's namespace: each key is a header name, its value the header value (e.g. an API key)."),
+  })
+  .strict();
 
 export const OpAMPBridgeSpec = z
   .object({
@@ -21,16 +29,62 @@ export const OpAMPBridgeSpec = z
       .max(3600)
       .default(30)
       .describe('Heartbeat (and HTTP poll) interval offered to agents that accept OpAMP connection settings, in seconds.'),
+    tls: z
+      .object({
+        secretName: ObjectName.describe('Secret (type kubernetes.io/tls) in the bridge\'s namespace with tls.crt and tls.key: the OpAMP endpoint serves TLS (wss://, https://) with it, and reloads it when the Secret changes, keeping connected agents.'),
+        clientCASecretName: ObjectName.optional().describe('Secret in the bridge\'s namespace with ca.crt: client certificates are requested and verified against it. Required by auth.mode mtls.'),
+      })
+      .strict()
+      .optional(),
     auth: z
       .object({
         mode: z
-          .enum(['serviceAccountToken', 'none'])
+          .enum(['serviceAccountToken', 'bearerToken', 'mtls', 'none'])
           .default('serviceAccountToken')
-          .describe('serviceAccountToken: agents send a pod-bound ServiceAccount token (Authorization: Bearer), verified with a TokenReview; the pod it is bound to is the agent\'s identity. none: no authentication (must be set explicitly; reported in status).'),
-        audiences: z.array(z.string().min(1)).min(1).default(['fleetbridge']).describe('Audiences a token must carry (the TokenRequest audience of the projected token).'),
+          .describe(
+            "serviceAccountToken: agents send a pod-bound ServiceAccount token (Authorization: Bearer), verified with a TokenReview; the pod it is bound to is the agent's identity. " +
+              'bearerToken: agents send one of the tokens in auth.bearerToken.secretName; they are bound to the pods they claim. ' +
+              "mtls: agents present a client certificate signed by tls.clientCASecretName's CA; its SPIFFE ID (spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICEACCOUNT) or subject CN (system:serviceaccount:NAMESPACE:SERVICEACCOUNT) limits the agent to pods of that namespace and ServiceAccount. " +
+              'none: no authentication (must be set explicitly; reported in status).',
+          ),
+        audiences: z.array(z.string().min(1)).min(1).default(['fleetbridge']).describe('Audiences a ServiceAccount token must carry (the TokenRequest audience of the projected token).'),
+        bearerToken: z
+          .object({
+            secretName: ObjectName.describe("Secret in the bridge's namespace: the value of every key is an accepted token (several allow rotation)."),
+            currentKey: z
+              .string()
+              .min(1)
+              .default('token')
+              .describe('The key whose token is current: agents that connect with another accepted token are offered it (ConnectionSettingsOffers.opamp headers) and are counted as rotated once they reconnect with it.'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
-      .default({ mode: 'serviceAccountToken', audiences: ['fleetbridge'] }),
+      .default({ mode: 'serviceAccountToken', audiences: ['fleetbridge'] })
+      .meta({
+        'x-kubernetes-validations': [{ rule: "self.mode != 'bearerToken' || has(self.bearerToken)", message: 'auth.mode bearerToken needs auth.bearerToken.secretName' }],
+      })
+      .superRefine((a, ctx) => {
+        if (a.mode === 'bearerToken' && !a.bearerToken) ctx.addIssue({ code: 'custom', message: 'auth.mode bearerToken needs auth.bearerToken.secretName', path: ['bearerToken'] });
+      }),
+    ownTelemetry: z
+      .object({
+        metrics: TelemetryDestination.optional(),
+        traces: TelemetryDestination.optional(),
+        logs: TelemetryDestination.optional(),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Where agents send their own telemetry: offered through ConnectionSettingsOffers (own_metrics, own_traces, own_logs) to agents that report that signal. Changing it, or rotating its headers Secret, offers the new settings to connected agents.',
+      ),
+    adminTLS: z
+      .object({
+        secretName: ObjectName.describe("Secret (type kubernetes.io/tls) in the bridge's namespace: the admin endpoint (probes, metrics, API) serves HTTPS with it, reloaded when it changes."),
+      })
+      .strict()
+      .optional(),
     namespaceSelector: LabelSelector.optional().describe(
       "Namespaces whose Collectors and pods this bridge serves, by namespace label. Default: the bridge's own namespace only.",
     ),
@@ -47,7 +101,15 @@ export const OpAMPBridgeSpec = z
       .strict()
       .default({ maxAgents: 20000, maxMessageBytes: 16 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0 }),
   })
-  .strict();
+  .strict()
+  .meta({
+    'x-kubernetes-validations': [
+      { rule: "!has(self.auth) || self.auth.mode != 'mtls' || (has(self.tls) && has(self.tls.clientCASecretName))", message: 'auth.mode mtls needs tls.secretName and tls.clientCASecretName' },
+    ],
+  })
+  .superRefine((s, ctx) => {
+    if (s.auth.mode === 'mtls' && !s.tls?.clientCASecretName) ctx.addIssue({ code: 'custom', message: 'auth.mode mtls needs tls.secretName and tls.clientCASecretName', path: ['tls'] });
+  });
 export type OpAMPBridgeSpec = z.infer<typeof OpAMPBridgeSpec>;
 
 export const OpAMPBridgeStatus = z.object({
@@ -63,6 +125,8 @@ export const OpAMPBridgeStatus = z.object({
       failed: z.number().int(),
       /** Connected agents that could not be bound to a pod this bridge serves (they get no config). */
       unbound: z.number().int(),
+      /** Connected agents that authenticated with a bearer token other than the current one (rotation pending). */
+      staleCredentials: z.number().int(),
     })
     .partial()
     .optional(),

@@ -37,7 +37,9 @@ package main
 //	config_status_sent {status, hash, errorMessage}  after SetRemoteConfigStatus accepted it
 //	                                              (queued in opamp-go; it is sent right after)
 //	config_ignored {hash}                         mode ignore swallowed a remote config
-//	connection_settings {client, heartbeatIntervalSeconds, endpoint}  OnOpampConnectionSettings
+//	connection_settings {client, heartbeatIntervalSeconds, endpoint, authorization, authorizationChanged}
+//	                                              OnOpampConnectionSettings; a changed Authorization
+//	                                              header makes the agent reconnect with it (new client)
 //	full_state_requested {client}                 the server set ReportFullState (inferred, see
 //	                                              getEffectiveConfig below)
 //	instance_uid_changed {client, instanceUid}    the server sent AgentIdentification
@@ -47,6 +49,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -74,6 +77,7 @@ type agentOptions struct {
 	reportsHeartbeat          bool
 	acceptsConnectionSettings bool
 	heartbeat                 *time.Duration
+	tlsConfig                 *tls.Config // nil: plain ws:// (opamp-go switches the scheme to wss when set)
 }
 
 type pendingConfig struct {
@@ -195,6 +199,7 @@ func (a *agent) start() error {
 		InstanceUid:        a.uid,
 		RemoteConfigStatus: rcs,
 		HeartbeatInterval:  a.opts.heartbeat,
+		TLSConfig:          a.opts.tlsConfig,
 		Callbacks:          a.callbacks(gen),
 	}
 	a.firstMessagePend = true
@@ -243,14 +248,41 @@ func (a *agent) callbacks(gen int) types.Callbacks {
 			a.onMessage(gen, msg)
 		},
 		OnOpampConnectionSettings: func(ctx context.Context, s *protobufs.OpAMPConnectionSettings) error {
-			// Accept the offer without acting on it (no reconnect to another endpoint); opamp-go
-			// has already applied heart_beat_interval_seconds (client/internal/receivedprocessor.go
-			// rcvOpampConnectionSettings) before calling us.
+			// opamp-go has already applied heart_beat_interval_seconds (client/internal/
+			// receivedprocessor.go rcvOpampConnectionSettings) before calling us. A new
+			// Authorization header (a rotated credential) is acted on as a real agent would:
+			// reconnect with it (a new client generation, same instance uid). The endpoint is
+			// not switched.
+			var offered string
+			for _, h := range s.GetHeaders().GetHeaders() {
+				if http.CanonicalHeaderKey(h.GetKey()) == "Authorization" {
+					offered = h.GetValue()
+				}
+			}
+			a.mu.Lock()
+			changed := offered != "" && offered != a.opts.header.Get("Authorization")
+			if changed {
+				a.opts.header.Set("Authorization", offered)
+			}
+			a.mu.Unlock()
 			a.out.emit("connection_settings", map[string]any{
 				"client":                   gen,
 				"heartbeatIntervalSeconds": s.GetHeartbeatIntervalSeconds(),
 				"endpoint":                 s.GetDestinationEndpoint(),
+				"authorization":            offered,
+				"authorizationChanged":     changed,
 			})
+			if changed {
+				// Not from inside opamp-go's callback: Stop waits for the receiver that calls us.
+				go func() {
+					if err := a.stopCurrent(5 * time.Second); err != nil {
+						a.log.Errorf(context.Background(), "stop for new credentials: %v", err)
+					}
+					if err := a.start(); err != nil {
+						a.out.emit("error", map[string]any{"client": gen, "error": "restart with new credentials: " + err.Error()})
+					}
+				}()
+			}
 			return nil
 		},
 		GetEffectiveConfig: func(ctx context.Context) (*protobufs.EffectiveConfig, error) {

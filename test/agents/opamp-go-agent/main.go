@@ -15,6 +15,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -67,6 +69,9 @@ func run() int {
 		heartbeatSecs  = flag.Int("heartbeat-seconds", -1, "initial heartbeat interval in seconds (-1: opamp-go default of 30s; 0 disables); the server's ConnectionSettingsOffers.opamp.heartbeat_interval_seconds overrides it")
 		maxLifetime    = flag.Duration("max-lifetime", 10*time.Minute, "hard limit after which the process exits")
 		verbose        = flag.Bool("verbose", false, "log opamp-go debug messages to stderr")
+		caFile         = flag.String("ca-file", "", "PEM CA(s) that verify the server's certificate (wss://); default: the system roots")
+		certFile       = flag.String("cert-file", "", "PEM client certificate for mTLS (with --key-file)")
+		keyFile        = flag.String("key-file", "", "PEM key of --cert-file")
 		idAttrs, attrs kvList
 		headers        kvList
 	)
@@ -104,6 +109,11 @@ func run() int {
 	for _, kv := range headers.items {
 		hdr.Add(kv[0], kv[1])
 	}
+	tlsConfig, err := clientTLS(*caFile, *certFile, *keyFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "opamp-go-agent: %v\n", err)
+		return 2
+	}
 	var heartbeat *time.Duration
 	if *heartbeatSecs >= 0 {
 		d := time.Duration(*heartbeatSecs) * time.Second
@@ -121,6 +131,7 @@ func run() int {
 		reportsHeartbeat:          *reportsHB,
 		acceptsConnectionSettings: *acceptsConnSet,
 		heartbeat:                 heartbeat,
+		tlsConfig:                 tlsConfig,
 	}, out, logger)
 
 	if err := a.start(); err != nil {
@@ -163,6 +174,36 @@ func run() int {
 			return 0
 		}
 	}
+}
+
+// clientTLS builds the TLS config from the --ca-file, --cert-file and --key-file flags, or returns
+// nil when none is given (plain ws://, or wss:// verified against the system roots).
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--cert-file and --key-file go together")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // readLines sends each non-empty stdin line to lines and then the terminal error (nil on EOF).

@@ -336,3 +336,106 @@ describe('Fleet#handleMessage with arbitrary messages (property)', () => {
     );
   });
 });
+
+describe('Fleet: secrets and credentials', () => {
+  const SECRET = 'sk-live-0123456789';
+  const secrets = { get: (ns: string, name: string) => (ns === 'default' && name === 'creds' ? { data: { key: SECRET }, version: 'v1' } : undefined) };
+
+  it('pushes substituted values but stores what agents report back redacted (effective config, errors, health)', () => {
+    const f = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }) });
+    const c = { ...collector('secure', {}, { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:creds/key}' } } } }), secretNames: ['creds'] };
+    f.setDesiredState(new DesiredState([c], secrets));
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(40), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({}), remoteConfigStatus: {} }));
+    const body = Buffer.from(r.remoteConfig!.config!.configMap!['']!.body!).toString();
+    expect(body).toContain(`k: ${SECRET}`);
+    f.handleMessage(conn, msg({
+      instanceUid: uid(40),
+      sequenceNum: 1,
+      capabilities: CAPS,
+      remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.APPLIED },
+      effectiveConfig: { configMap: { configMap: { '': { body: Buffer.from(body), contentType: 'text/yaml' } } } },
+      health: { healthy: false, lastError: `auth failed for ${SECRET}`, componentHealthMap: { 'exporter:otlphttp': { healthy: false, status: `key ${SECRET} refused` } } },
+    }));
+    const v = JSON.stringify(f.viewOf(uidToString(uid(40))));
+    expect(v).not.toContain(SECRET);
+    expect(v).toContain('auth failed for [REDACTED]');
+    expect(v).toContain('key [REDACTED] refused');
+    // Both sides of the drift check are redacted alike: no false drift, and no difference quoting the value.
+    expect(f.viewOf(uidToString(uid(40)))!.drift).toMatchObject({ drifted: false });
+    f.handleMessage(conn, msg({ instanceUid: uid(40), sequenceNum: 2, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.FAILED, errorMessage: `bad key ${SECRET}` } }));
+    expect(f.viewOf(uidToString(uid(40)))!.remoteConfig.errorMessage).toBe('bad key [REDACTED]');
+  });
+
+  it('offers the current credential to an agent on an old one, once per change, and can close revoked ones', () => {
+    let current = 'Bearer new';
+    const accepted = new Set(['Bearer new', 'Bearer old']);
+    const f = new Fleet({
+      logger: pino({ level: 'silent' }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      credentials: { replacementFor: (a) => (a === undefined || a === current ? undefined : current) },
+    });
+    const conn = { ...wsConn(), authorization: 'Bearer old' };
+    const caps = CAPS | C.AcceptsOpAMPConnectionSettings;
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(41), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) }));
+    expect(r.connectionSettings?.opamp?.headers?.headers).toEqual([{ key: 'Authorization', value: 'Bearer new' }]);
+    const rec = f.get(uidToString(uid(41)))!;
+    expect(f.credentialStale(rec)).toBe(true);
+    // Nothing new to offer: nothing sent.
+    expect(f.reofferConnectionSettings()).toBe(0);
+    current = 'Bearer newer';
+    expect(f.reofferConnectionSettings()).toBe(1);
+    expect(conn.sent.at(-1)!.connectionSettings?.opamp?.headers?.headers).toEqual([{ key: 'Authorization', value: 'Bearer newer' }]);
+    // The agent reconnects with the current credential: no longer stale, and not offered the same
+    // settings again right away (the Supervisor restarts its client on every offer: that would loop).
+    const conn2 = { ...wsConn(), authorization: 'Bearer newer' };
+    const r2 = f.handleMessage(conn2, msg({ instanceUid: uid(41), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) }));
+    expect(r2.connectionSettings).toBeUndefined();
+    expect(f.credentialStale(f.get(uidToString(uid(41)))!)).toBe(false);
+    accepted.delete('Bearer newer');
+    expect(f.closeConnections((c) => !accepted.has(c.authorization ?? ''), 'credential revoked')).toBe(1);
+    expect(conn2.closed).toEqual([[1008, 'credential revoked']]);
+  });
+});
+
+describe('Fleet: own-telemetry offers', () => {
+  it('offers each signal only to agents that report it, with its headers, and again when they change', () => {
+    let apiKey = 'k1';
+    const f = new Fleet({
+      logger: pino({ level: 'silent' }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      ownTelemetry: () => ({ metrics: { endpoint: 'https://otlp.example/v1/metrics', headers: { 'x-api-key': apiKey } }, logs: { endpoint: 'https://otlp.example/v1/logs', headers: {} } }),
+    });
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(50), sequenceNum: 0, capabilities: CAPS | C.ReportsOwnMetrics, agentDescription: desc({}) }));
+    const cs = r.connectionSettings!;
+    expect(cs.opamp).toBeUndefined(); // it does not accept OpAMP connection settings
+    expect(cs.ownMetrics).toEqual({ destinationEndpoint: 'https://otlp.example/v1/metrics', headers: { headers: [{ key: 'x-api-key', value: 'k1' }] } });
+    expect(cs.ownLogs).toBeUndefined(); // it does not report its logs
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(50), sequenceNum: 1, capabilities: CAPS | C.ReportsOwnMetrics })).connectionSettings).toBeUndefined();
+    apiKey = 'k2';
+    expect(f.reofferConnectionSettings()).toBe(1);
+    const again = conn.sent.at(-1)!.connectionSettings!;
+    expect(again.ownMetrics?.headers?.headers).toEqual([{ key: 'x-api-key', value: 'k2' }]);
+    expect(Buffer.from(again.hash!).toString('hex')).not.toBe(Buffer.from(cs.hash!).toString('hex'));
+    // The agent's report about the offer is kept and shown.
+    f.handleMessage(conn, msg({ instanceUid: uid(50), sequenceNum: 2, capabilities: CAPS | C.ReportsOwnMetrics, connectionSettingsStatus: { lastConnectionSettingsHash: again.hash, status: 1 } }));
+    expect(f.viewOf(uidToString(uid(50)))!.connectionSettings).toEqual({ offeredHash: Buffer.from(again.hash!).toString('hex'), reported: { hash: Buffer.from(again.hash!).toString('hex'), status: 'APPLIED', errorMessage: '' } });
+    // An agent without any of these capabilities gets no offer at all.
+    expect(f.handleMessage(wsConn(), msg({ instanceUid: uid(51), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({}) })).connectionSettings).toBeUndefined();
+  });
+});
+
+describe('Fleet: connection-settings offers on reconnect', () => {
+  it('does not re-offer the same settings on the reconnect an offer causes, but does once offerRetryMs has passed', () => {
+    let t = 1_000_000;
+    const f = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 5, now: () => t });
+    const caps = CAPS | C.AcceptsOpAMPConnectionSettings;
+    const first = f.handleMessage(wsConn(), msg({ instanceUid: uid(60), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) }));
+    expect(first.connectionSettings?.opamp?.heartbeatIntervalSeconds).toBe(5);
+    t += 200; // the Supervisor applied it and reconnected
+    expect(f.handleMessage(wsConn(), msg({ instanceUid: uid(60), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) })).connectionSettings).toBeUndefined();
+    t += 61_000; // much later, a reconnect (maybe a restarted agent that forgot): offered again
+    expect(f.handleMessage(wsConn(), msg({ instanceUid: uid(60), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) })).connectionSettings?.opamp?.heartbeatIntervalSeconds).toBe(5);
+  });
+});

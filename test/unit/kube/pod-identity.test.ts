@@ -4,7 +4,8 @@ import { podIdentity, type PodLookup } from '../../../src/kube/pod-identity.js';
 import type { AgentRecord } from '../../../src/fleet/agent.js';
 
 const pods: V1Pod[] = [
-  { metadata: { namespace: 'team-a', name: 'web-1', uid: 'u-web-1', labels: { app: 'web', tier: 'front' } } },
+  { metadata: { namespace: 'team-a', name: 'web-1', uid: 'u-web-1', labels: { app: 'web', tier: 'front' } }, spec: { serviceAccountName: 'collector', containers: [] } },
+  { metadata: { namespace: 'team-a', name: 'other-1', uid: 'u-other-1', labels: { app: 'other' } }, spec: { containers: [] } },
   { metadata: { namespace: 'team-b', name: 'db-1', uid: 'u-db-1', labels: { app: 'db' } } },
 ];
 const lookup: PodLookup = {
@@ -37,7 +38,7 @@ describe('podIdentity', () => {
   });
 
   it('binds by the verified token, and refuses claims that disagree with it', () => {
-    const verified = { namespace: 'team-a', podName: 'web-1', podUid: 'u-web-1', username: 'system:serviceaccount:team-a:agent' };
+    const verified = { method: 'serviceAccountToken', namespace: 'team-a', podName: 'web-1', podUid: 'u-web-1', username: 'system:serviceaccount:team-a:agent' };
     const withToken = (attributes: Record<string, string>) => ({ attributes, verified }) as unknown as AgentRecord;
     expect(resolve(withToken({}))).toMatchObject({ ok: true, pod: 'team-a/web-1', labels: { app: 'web', tier: 'front' } });
     expect(resolve(withToken({ 'k8s.pod.uid': 'u-web-1' }))).toMatchObject({ ok: true });
@@ -47,5 +48,20 @@ describe('podIdentity', () => {
 
   it('refuses an agent that names no pod', () => {
     expect(resolve(agent({ 'service.name': 'x' })).ok).toBe(false);
+  });
+
+  it('binds a client certificate to the claimed pod only within its namespace and ServiceAccount', () => {
+    const cert = { method: 'mtls', namespace: 'team-a', serviceAccount: 'collector', username: 'spiffe://cluster.local/ns/team-a/sa/collector' };
+    const withCert = (attributes: Record<string, string>, verified: object = cert) => ({ attributes, verified }) as unknown as AgentRecord;
+    expect(resolve(withCert({ 'k8s.pod.name': 'web-1', 'k8s.namespace.name': 'team-a' }))).toMatchObject({ ok: true, pod: 'team-a/web-1' });
+    expect(resolve(withCert({ 'k8s.pod.uid': 'u-other-1' }))).toEqual({ ok: false, error: 'the agent claims pod team-a/other-1 (ServiceAccount default) but its certificate is for team-a/collector' });
+    expect(resolve(withCert({ 'k8s.pod.uid': 'u-db-1' }))).toEqual({ ok: false, error: 'the agent claims pod team-b/db-1 (ServiceAccount default) but its certificate is for team-a/collector' });
+    expect(resolve(withCert({}))).toMatchObject({ ok: false, error: expect.stringContaining('cannot be bound to a pod') });
+    expect(resolve(withCert({ 'k8s.pod.uid': 'u-web-1' }, { method: 'mtls', username: 'CN=plain' }))).toEqual({ ok: false, error: "the agent's certificate (CN=plain) names no namespace and ServiceAccount" });
+  });
+
+  it('binds a bearer-token agent by its claims (a shared token identifies no pod)', () => {
+    const verified = { method: 'bearerToken', username: 'bearer-token:token', credential: { key: 'token', current: true } };
+    expect(resolve({ attributes: { 'k8s.pod.uid': 'u-web-1' }, verified } as unknown as AgentRecord)).toMatchObject({ ok: true, pod: 'team-a/web-1' });
   });
 });
