@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { goMissingReason, startGoAgent, type GoAgent } from '../harness/go-agent.js';
 import { ensureOtelBinaries } from '../harness/otel/binaries.js';
 import { connect as tlsConnect } from 'node:tls';
+import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import { Agent as UndiciAgent } from 'undici';
 import { makeTestPki, opensslMissingReason, type TestPki } from '../harness/tls.js';
@@ -425,5 +426,58 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       expect(await peerFingerprint(port)).toBe(new X509Certificate(pki.server2.cert).fingerprint256);
       expect((await view(a.instanceUid)).connected).toBe(true);
     });
+  });
+
+  describe('own-telemetry offers', () => {
+    it('sends the Supervisor a destination for its collector\'s own logs, with headers from a Secret, and re-offers when the Secret rotates', async () => {
+      await ensureOtelBinaries();
+      // An OTLP/HTTP endpoint of our own that records what reaches it.
+      const received: { path: string; headers: IncomingHttpHeaders; bytes: number }[] = [];
+      const sink = createHttpServer((req, res) => {
+        let bytes = 0;
+        req.on('data', (c: Buffer) => (bytes += c.length));
+        req.on('end', () => {
+          received.push({ path: req.url ?? '', headers: req.headers, bytes });
+          res.writeHead(200, { 'Content-Type': 'application/x-protobuf' }).end();
+        });
+      });
+      await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+      cleanups.push(() => new Promise((r) => sink.close(r)));
+      const sinkPort = (sink.address() as { port: number }).port;
+
+      const ns = await setupNamespace('owntel');
+      const key1 = `k1-${randomBytes(6).toString('hex')}`;
+      const key2 = `k2-${randomBytes(6).toString('hex')}`;
+      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'telemetry-headers' }, stringData: { 'x-api-key': key1 } } });
+      await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'all' }, spec: { selector: {}, config: { receivers: { nop: {} }, exporters: { nop: {} }, service: { pipelines: { logs: { receivers: ['nop'], exporters: ['nop'] } } } } } } });
+      await custom.createNamespacedCustomObject({
+        group: G,
+        version: V,
+        namespace: ns,
+        plural: 'opampbridges',
+        body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ownTelemetry: { logs: { endpoint: `http://127.0.0.1:${sinkPort}/v1/logs`, headersSecretName: 'telemetry-headers' } } } },
+      });
+      await pod(ns, 'c1', { app: 'x' });
+      const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
+      cleanups.push(() => op.stop());
+      const workDir = await mkdtemp(join(tmpdir(), 'fb-own-'));
+      cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+      const sup = await startSupervisedCollector({
+        endpoint: op.opampUrl.websocket,
+        workDir,
+        attributes: { 'k8s.pod.name': 'c1', 'k8s.namespace.name': ns },
+        extraConfig: { capabilities: { reports_own_logs: true } },
+      });
+      cleanups.push(() => sup.stop());
+      const logsWith = (key: string) => received.filter((r) => r.path === '/v1/logs' && r.headers['x-api-key'] === key && r.bytes > 0);
+      await vi.waitFor(() => expect(logsWith(key1).length).toBeGreaterThan(0), { timeout: 60_000, interval: 250 });
+      const view = (await (await fetch(`${op.apiUrl}/api/v1/agents/${sup.instanceUid}`)).json()) as AgentView;
+      expect(view.connectionSettings?.offeredHash).toMatch(/^[0-9a-f]{64}$/);
+      // The header value is a secret too: what the agent reports back shows it redacted.
+      expect(JSON.stringify(view)).not.toContain(key1);
+
+      await core.replaceNamespacedSecret({ namespace: ns, name: 'telemetry-headers', body: { metadata: { name: 'telemetry-headers' }, stringData: { 'x-api-key': key2 } } });
+      await vi.waitFor(() => expect(logsWith(key2).length).toBeGreaterThan(0), { timeout: 60_000, interval: 250 });
+    }, 150_000);
   });
 });
