@@ -389,12 +389,15 @@ export class Fleet {
   updateGauges(): void {
     const connected = { websocket: 0, http: 0 };
     const states = { applied: 0, applying: 0, failed: 0, readonly: 0, none: 0 };
+    let unbound = 0;
     for (const rec of this.#agents.values()) {
       if (rec.connected) connected[rec.transport]++;
+      if (rec.connected && rec.identityError) unbound++;
       states[configState(rec)]++;
     }
     for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
     for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
+    this.#metrics.agentsUnbound.set(unbound);
   }
 
   /** Every known agent as the API shows it. */

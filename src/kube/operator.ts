@@ -415,24 +415,29 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       }
       statusQueue.add('bridge');
     }
-    if (key === tlsSecret || key === clientCaSecret) reloadTls('opamp');
+    if (key === tlsSecret || key === clientCaSecret) {
+      // A new client CA applies to new handshakes; agents verified by the old one must verify again.
+      if (reloadTls('opamp') && key === clientCaSecret) fleet.closeConnections((c) => c.verified?.method === 'mtls', 'client CA changed');
+    }
     if (key === adminTlsSecret) reloadTls('admin');
     if (collectorSecrets.includes(key)) desiredQueue.add('desired');
   }
 
-  function reloadTls(which: 'opamp' | 'admin'): void {
-    if (!serversStarted) return;
+  function reloadTls(which: 'opamp' | 'admin'): boolean {
+    if (!serversStarted) return false;
     const m = which === 'opamp' ? tlsMaterial(tlsSecret, clientCaSecret) : tlsMaterial(adminTlsSecret, null);
     if (typeof m === 'string') {
       log.error({ endpoint: which, reason: m }, 'Cannot reload TLS certificates; serving the previous ones');
-      return;
+      return false;
     }
     try {
       if (which === 'opamp') opamp.setTls(m);
       else admin.setTls(m);
       log.info({ endpoint: which }, 'Reloaded TLS certificates');
+      return true;
     } catch (err) {
       log.error({ endpoint: which, err: errorText(err) }, 'Cannot reload TLS certificates; serving the previous ones');
+      return false;
     }
   }
 

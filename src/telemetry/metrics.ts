@@ -12,6 +12,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['transport'] as const,
       registers: [registry],
     }),
+    agentsUnbound: new Gauge({
+      name: 'fleetbridge_agents_unbound',
+      help: 'Connected agents that get no config because their identity is not accepted (e.g. claims that disagree with their credential)',
+      registers: [registry],
+    }),
     messagesReceived: new Counter({
       name: 'fleetbridge_opamp_messages_received_total',
       help: 'AgentToServer messages received, by transport',

@@ -130,6 +130,8 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     const a = await agent(await token(ns, 'a'), { 'k8s.pod.name': 'b', 'k8s.namespace.name': ns });
     await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the agent claims pod ${ns}/b but its token is bound to pod ${ns}/a`), WAIT);
     expect(configs(a)).toHaveLength(0);
+    // Counted, not only logged.
+    expect(await (await fetch(`${op.apiUrl}/metrics`)).text()).toMatch(/^fleetbridge_agents_unbound [1-9]/m);
   });
 
   it('gives nothing to an agent whose token belongs to a pod in another namespace', async () => {

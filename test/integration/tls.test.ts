@@ -240,6 +240,17 @@ describe.skipIf(skip)('mTLS client authentication', () => {
     await Promise.all(shared.map((f) => f()));
   });
 
+  it('reloads the client CA: certificates of the new CA are accepted, those of the old one refused', async () => {
+    const b = await startBridge({ cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca.cert }, mtlsAuth({ requireNamespace: true }));
+    expect((await attempt(b, 'http', withCert(pki.ca.cert, pki.clients.otherCa))).status).toBe(401);
+    b.server.setTls({ cert: pki.server.cert, key: pki.server.key, clientCa: pki.otherCa.cert });
+    const now = await attempt(b, 'http', withCert(pki.ca.cert, pki.clients.otherCa));
+    expect(now.status).toBe(200);
+    expect(b.fleet.viewOf(now.uid)?.verified).toMatchObject({ namespace: 'team-a', serviceAccount: 'collector' });
+    expect((await attempt(b, 'websocket', withCert(pki.ca.cert, pki.clients.spiffe))).status).toBe(401);
+    expect(() => b.server.setTls({ cert: pki.server.cert, key: pki.server.key })).toThrow(/with a client CA.*restart/);
+  });
+
   describe.each(['websocket', 'http'] as const)('on the %s transport', (transport) => {
     const ok = transport === 'websocket' ? 101 : 200;
 
