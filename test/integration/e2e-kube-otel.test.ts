@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
 import type { AgentView } from '../../src/api/views.js';
@@ -30,6 +30,7 @@ import { skipUnlessOnCi } from '../harness/tools.js';
 import { controlPlaneMissingReason, controlPlaneVersions } from '../harness/kube/binaries.js';
 import { createTestNamespace, kubeRequest } from '../harness/kube/control-plane.js';
 import { getSharedControlPlane, type SharedControlPlane } from '../harness/kube/shared.js';
+import { installCrds } from '../harness/kube/crds.js';
 import { ensureOtelBinaries, otelMissingReason, otelVersions } from '../harness/otel/binaries.js';
 import { readFileExporterLogs, sendOtlpLog, type ExportedLogRecord } from '../harness/otel/otlp.js';
 import { startCollectorWithOpampExtension, startSupervisedCollector, type SupervisedCollector } from '../harness/otel/supervised-collector.js';
@@ -130,24 +131,7 @@ describe.skipIf(skip)('the operator with real OpenTelemetry Collectors (Supervis
     kc.loadFromString(cp.kubeconfigYaml);
     core = kc.makeApiClient(CoreV1Api);
     custom = kc.makeApiClient(CustomObjectsApi);
-    const ext = kc.makeApiClient(ApiextensionsV1Api);
-    // Raw JSON as kubectl sends it (client-node's typed serializer drops x-kubernetes-* keys).
-    // The control plane is shared: another file may have installed them already (409).
-    const crds = ['crds/fleetbridge.dev_collectors.yaml', 'crds/fleetbridge.dev_opampbridges.yaml'].map((f) => parse(readFileSync(f, 'utf8')) as V1CustomResourceDefinition);
-    for (const crd of crds) {
-      const r = await kubeRequest(cp, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
-      if (r.status === 409) {
-        const cur = await kubeRequest<V1CustomResourceDefinition>(cp, 'GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata!.name}`);
-        const put = await kubeRequest(cp, 'PUT', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata!.name}`, { ...crd, metadata: { ...crd.metadata, resourceVersion: cur.body.metadata!.resourceVersion } });
-        expect(put.status, put.text).toBe(200);
-      } else expect(r.status, r.text).toBe(201);
-    }
-    await vi.waitFor(async () => {
-      for (const crd of crds) {
-        const c = await ext.readCustomResourceDefinition({ name: crd.metadata!.name! });
-        expect(c.status?.conditions?.find((x) => x.type === 'Established')?.status).toBe('True');
-      }
-    }, WAIT);
+    await installCrds(cp);
     supervisorYaml = sidecarManifest().supervisor;
     // Short: a Unix socket path must stay under 108 bytes.
     root = await mkdtemp(join(tmpdir(), 'fb-e2e-'));

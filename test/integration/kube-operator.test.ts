@@ -16,7 +16,7 @@ import { RawWsAgent } from '../harness/raw-agent.js';
 import { goMissingReason } from '../harness/go-agent.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { kubeRequest, startControlPlane, type ControlPlane } from '../harness/kube/control-plane.js';
-import type { AgentView, CollectorView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/api/views.js';
 
 const skip = skipUnlessOnCi('kube-operator.test', goMissingReason());
 const G = 'fleetbridge.dev';

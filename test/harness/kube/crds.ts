@@ -15,12 +15,17 @@ export async function installCrds(cp: KubeConnection, dir = 'crds'): Promise<voi
   const crds = readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => parse(readFileSync(join(dir, f), 'utf8')) as V1CustomResourceDefinition);
   for (const crd of crds) {
     const name = crd.metadata!.name!;
-    const r = await kubeRequest(cp, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
-    if (r.status === 409) {
+    // Test files run in parallel on the shared control plane: another may create or update the
+    // same CRD between our GET and PUT (409 Conflict on the PUT); try again with the new version.
+    for (let attempt = 1; ; attempt++) {
+      const r = await kubeRequest(cp, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
+      if (r.status === 201) break;
+      if (r.status !== 409) throw new Error(`creating CRD ${name}: HTTP ${r.status} ${r.text}`);
       const cur = await kubeRequest<V1CustomResourceDefinition>(cp, 'GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
       const put = await kubeRequest(cp, 'PUT', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`, { ...crd, metadata: { ...crd.metadata, resourceVersion: cur.body.metadata!.resourceVersion } });
-      if (put.status !== 200) throw new Error(`updating CRD ${name}: HTTP ${put.status} ${put.text}`);
-    } else if (r.status !== 201) throw new Error(`creating CRD ${name}: HTTP ${r.status} ${r.text}`);
+      if (put.status === 200) break;
+      if (put.status !== 409 || attempt >= 5) throw new Error(`updating CRD ${name}: HTTP ${put.status} ${put.text}`);
+    }
   }
   const kc = new KubeConfig();
   kc.loadFromString(cp.kubeconfigYaml);
