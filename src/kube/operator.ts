@@ -30,7 +30,7 @@ import { serviceAccountTokenAuth } from './token-review.js';
 import { ResilientInformer } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
-import { SecretCache } from './secrets.js';
+import { SecretCache, configSecrets } from './secrets.js';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -220,7 +220,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     compiledByKey = new Map(compiled.map((c) => [c.key, c]));
     // Every value the bridge could substitute is scrubbed from what agents report, even before it is pushed.
     fleet.redactor.add(secrets.values());
-    desiredState = new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : [])), secrets);
+    desiredState = new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : [])), configSecrets(secrets));
     fleet.setDesiredState(desiredState);
     scheduleAllStatus();
   }

@@ -81,6 +81,12 @@ export class SecretCache implements SecretSource {
     return { data: decode(s), version: `${s.metadata?.uid ?? ''}:${s.metadata?.resourceVersion ?? ''}` };
   }
 
+  /** A watched Secret's labels, or undefined. */
+  labels(namespace: string, name: string): Readonly<Record<string, string>> | undefined {
+    const s = this.#watches.get(`${namespace}/${name}`)?.get(name, namespace);
+    return s ? (s.metadata?.labels ?? {}) : undefined;
+  }
+
   /** Every value of every watched Secret, for redaction. */
   *values(): Iterable<string> {
     for (const [key, w] of this.#watches) {
@@ -95,6 +101,25 @@ export class SecretCache implements SecretSource {
     await Promise.all([...this.#watches.values()].map((w) => w.stop()));
     this.#watches.clear();
   }
+}
+
+/**
+ * The label a Secret must carry before Collectors may use it. Whoever may create a Collector could
+ * otherwise have the bridge copy any Secret of that namespace (a ServiceAccount token, the bridge's
+ * own agent tokens) into a config for an agent they control: the Secret's owner opts in instead.
+ */
+export const CONFIG_SECRET_LABEL = 'fleetbridge.dev/config-secret';
+
+/** The Secrets Collectors may use: those labelled CONFIG_SECRET_LABEL=true; others are refused, saying why. */
+export function configSecrets(cache: SecretCache): SecretSource {
+  return {
+    get(namespace, name) {
+      const v = cache.get(namespace, name);
+      if (!v) return undefined;
+      if (cache.labels(namespace, name)?.[CONFIG_SECRET_LABEL] === 'true') return v;
+      return { data: {}, version: v.version, refused: `is not labelled ${CONFIG_SECRET_LABEL}=true, which a Secret needs before Collectors may use it` };
+    },
+  };
 }
 
 function decode(s: V1Secret): Record<string, string> {

@@ -19,6 +19,8 @@ export interface SecretValue {
    * under a key of the process). Goes into config hashes, which are shown, so never the values.
    */
   version: string;
+  /** Set when the Secret exists but may not be used in configs, saying why (nothing is substituted). */
+  refused?: string;
 }
 
 export interface SecretSource {
@@ -71,6 +73,10 @@ export function substituteSecrets(config: unknown, namespace: string, source: Se
       const secret = source.get(namespace, name);
       if (!secret) {
         issues.add(`${path}: Secret ${namespace}/${name} not found`);
+        return whole;
+      }
+      if (secret.refused) {
+        issues.add(`${path}: Secret ${namespace}/${name} ${secret.refused}`);
         return whole;
       }
       const value = secret.data[key];

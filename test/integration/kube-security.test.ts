@@ -106,7 +106,9 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
 
     beforeAll(async () => {
       ns = await setupNamespace('secrets');
-      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'creds' }, data: { 'api-key': b64(planted[0]!) } } });
+      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'creds', labels: { 'fleetbridge.dev/config-secret': 'true' } }, data: { 'api-key': b64(planted[0]!) } } });
+      // Listed by a Collector but not labelled for configs (think: the bridge's own agent tokens).
+      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'not-for-configs' }, stringData: { token: 'never-pushed-token' } } });
       // A Secret no Collector lists: the bridge must never read it.
       await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'unrelated' }, stringData: { value: 'never-read' } } });
       const collectors = [
@@ -120,7 +122,8 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
         },
         { name: 'plain', spec: { selector: { matchLabels: { app: 'plain' } }, config: { exporters: { debug: {} } } } },
         { name: 'missing', spec: { selector: { matchLabels: { app: 'held' } }, secretRefs: [{ name: 'nope' }], config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:nope/k}' } } } } } },
-        { name: 'undeclared', spec: { selector: { matchLabels: { app: 'none' } }, config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:unrelated/value}' } } } } } },
+        { name: 'sneaky', spec: { selector: { matchLabels: { app: 'elsewhere' } }, secretRefs: [{ name: 'not-for-configs' }], config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { stolen: '${secret:not-for-configs/token}' } } } } } },
+                { name: 'undeclared', spec: { selector: { matchLabels: { app: 'none' } }, config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:unrelated/value}' } } } } } },
       ];
       for (const c of collectors) {
         await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: c.name }, spec: c.spec } });
@@ -185,10 +188,12 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       }, WAIT);
     });
 
-    it('holds agents whose config needs a missing Secret, and refuses references the Collector does not list', async () => {
+    it('holds agents whose config needs a missing or unlabelled Secret, and refuses references the Collector does not list', async () => {
       await vi.waitFor(async () => {
         const missing = (await collector('missing')).status;
         expect(missing?.conditions?.find((c) => c.type === 'ConfigValid' || c.type === 'Ready')?.message ?? '').toContain(`Secret ${ns}/nope not found`);
+        const sneaky = (await collector('sneaky')).status;
+        expect(sneaky?.conditions?.find((c) => c.type === 'ConfigValid' || c.type === 'Ready')?.message ?? '').toContain(`Secret ${ns}/not-for-configs is not labelled fleetbridge.dev/config-secret=true`);
         const undeclared = (await collector('undeclared')).status;
         expect(undeclared?.conditions?.find((c) => c.type === 'ConfigValid')).toMatchObject({ status: 'False' });
         expect(undeclared?.conditions?.find((c) => c.type === 'ConfigValid')?.message).toContain('references Secret unrelated, which is not listed in spec.secretRefs');
@@ -215,6 +220,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
         for (const p of planted) expect(text.includes(p), `${where} shows ${p}`).toBe(false);
         expect(text.includes(b64(planted[0]!)), `${where} shows a value in base64`).toBe(false);
         expect(text.includes('never-read'), `${where} shows an unlisted Secret`).toBe(false);
+        expect(text.includes('never-pushed-token'), `${where} shows an unlabelled Secret`).toBe(false);
       }
     });
   });
