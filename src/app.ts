@@ -6,9 +6,14 @@ import type { Logger } from 'pino';
 import { AdminServer } from './api/server.js';
 import type { CollectorView } from './api/views.js';
 import { aggregateCollectorStatus, emptyStatus, mergedConfigIssues } from './controller/collector-status.js';
-import { Fleet } from './fleet/fleet.js';
+import { randomBytes } from 'node:crypto';
+import { Fleet, type OwnTelemetry } from './fleet/fleet.js';
+import { BearerTokens } from './opamp/bearer-auth.js';
+import { mtlsAuth } from './opamp/mtls-auth.js';
 import { OpampServer } from './opamp/server.js';
+import type { TlsMaterial } from './opamp/tls.js';
 import { DesiredState } from './render/index.js';
+import { hmacVersion, type SecretSource, type SecretValue } from './render/secrets.js';
 import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -54,12 +59,59 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     onChange: (snap) => apply(snap),
   });
   const initial = await manifests.load();
-  const bridgeSpec = initial.bridge?.resource.spec ?? OpAMPBridgeSpec.parse({});
+  // Without an OpAMPBridge manifest nothing asks for authentication: serve without (and say so).
+  const bridgeSpec = initial.bridge?.resource.spec ?? OpAMPBridgeSpec.parse({ auth: { mode: 'none' } });
   const bridgeNamespace = initial.bridge?.resource.metadata.namespace ?? 'default';
   const heartbeat = opts.heartbeatIntervalSeconds ?? bridgeSpec.heartbeatIntervalSeconds;
   const maxMessageBytes = opts.maxMessageBytes ?? bridgeSpec.limits.maxMessageBytes;
+  const auth = bridgeSpec.auth;
+  if (auth.mode === 'serviceAccountToken') {
+    await manifests.close();
+    throw new Error(
+      `${initial.bridge!.source}: spec.auth.mode serviceAccountToken (the default) needs Kubernetes (a TokenReview); ` +
+        'in standalone mode set spec.auth.mode to bearerToken (tokens from a Secret manifest), mtls, or none',
+    );
+  }
+  if (auth.mode === 'none') log.warn({ bridge: initial.bridge?.source ?? null }, 'Agent authentication is off (spec.auth.mode: none): any agent that reaches the endpoint is served by the attributes it reports');
+
+  // Secrets from the folder. Versions are HMACs under a key of this process: they change with the
+  // values and reveal nothing of them (a restart re-pushes configs that use secrets, once).
+  const versionKey = randomBytes(32);
+  let secretMap = new Map<string, SecretValue>();
+  const secrets: SecretSource = { get: (ns, name) => secretMap.get(`${ns}/${name}`) };
+  const bridgeSecret = (name: string | undefined) => (name ? secretMap.get(`${bridgeNamespace}/${name}`) : undefined);
+  const bearer = auth.mode === 'bearerToken' ? new BearerTokens() : null;
+  const loadBearerTokens = () => {
+    if (!bearer) return;
+    const s = bridgeSecret(auth.bearerToken!.secretName);
+    bearer.set(s?.data ?? {}, auth.bearerToken!.currentKey, s ? undefined : `Secret ${bridgeNamespace}/${auth.bearerToken!.secretName} not found in ${opts.manifestsDir}`);
+  };
+  /** PEMs for an endpoint from kubernetes.io/tls-style Secret manifests, or why not. */
+  const tlsMaterial = (certName: string | undefined, caName: string | undefined): TlsMaterial | string | undefined => {
+    if (!certName) return undefined;
+    const c = bridgeSecret(certName);
+    if (!c?.data['tls.crt'] || !c.data['tls.key']) return `Secret ${bridgeNamespace}/${certName} with tls.crt and tls.key not found in ${opts.manifestsDir}`;
+    if (!caName) return { cert: c.data['tls.crt'], key: c.data['tls.key'] };
+    const ca = bridgeSecret(caName)?.data['ca.crt'];
+    if (!ca) return `Secret ${bridgeNamespace}/${caName} with ca.crt not found in ${opts.manifestsDir}`;
+    return { cert: c.data['tls.crt'], key: c.data['tls.key'], clientCa: ca };
+  };
+  const ownTelemetry = (): OwnTelemetry => {
+    const out: OwnTelemetry = {};
+    for (const sig of ['metrics', 'traces', 'logs'] as const) {
+      const d = bridgeSpec.ownTelemetry?.[sig];
+      if (!d) continue;
+      const h = d.headersSecretName ? bridgeSecret(d.headersSecretName) : undefined;
+      if (d.headersSecretName && !h) continue;
+      out[sig] = { endpoint: d.endpoint, headers: { ...(h?.data ?? {}) } };
+    }
+    return out;
+  };
 
   const fleet = new Fleet({
+    ...(bearer ? { credentials: bearer } : {}),
+    ownTelemetry,
+    serverCa: () => (bridgeSpec.tls ? bridgeSecret(bridgeSpec.tls.secretName)?.data['ca.crt'] : undefined),
     logger: log.child({ component: 'fleet' }),
     metrics,
     heartbeatIntervalSeconds: heartbeat,
@@ -68,15 +120,52 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   });
 
   let desiredState = new DesiredState([]);
+  let started = false;
   function apply(snap: ManifestSnapshot): void {
     metrics.manifestErrors.set(snap.invalidFiles.length);
-    desiredState = new DesiredState(snap.collectors.map((c) => c.input));
+    const before = secretMap;
+    secretMap = new Map(snap.secrets.map((s) => [`${s.namespace}/${s.name}`, { data: s.data, version: hmacVersion(versionKey, s.data) }]));
+    // Every value in the folder is scrubbed from what agents report, before anything is pushed.
+    for (const s of snap.secrets) fleet.redactor.add(Object.values(s.data));
+    desiredState = new DesiredState(snap.collectors.map((c) => c.input), secrets);
     fleet.setDesiredState(desiredState);
+    if (!started) return;
+    const changed = (name: string | undefined) => !!name && before.get(`${bridgeNamespace}/${name}`)?.version !== secretMap.get(`${bridgeNamespace}/${name}`)?.version;
+    if (bearer && changed(auth.bearerToken!.secretName)) {
+      loadBearerTokens();
+      fleet.closeConnections((c) => !bearer.accepts(c.authorization), 'credential revoked');
+      fleet.reofferConnectionSettings();
+    } else if ((['metrics', 'traces', 'logs'] as const).some((sig) => changed(bridgeSpec.ownTelemetry?.[sig]?.headersSecretName))) {
+      fleet.reofferConnectionSettings();
+    }
+    for (const [which, certName, caName] of [['opamp', bridgeSpec.tls?.secretName, bridgeSpec.tls?.clientCASecretName], ['admin', bridgeSpec.adminTLS?.secretName, undefined]] as const) {
+      if (!changed(certName) && !changed(caName)) continue;
+      const m = tlsMaterial(certName, caName);
+      try {
+        if (typeof m !== 'object') throw new Error(m ?? 'no certificate');
+        (which === 'opamp' ? opamp : admin).setTls(m);
+        log.info({ endpoint: which }, 'Reloaded TLS certificates');
+        if (which === 'opamp' && changed(caName)) fleet.closeConnections((c) => c.verified?.method === 'mtls', 'client CA changed');
+      } catch (err) {
+        log.error({ endpoint: which, err: (err as Error).message }, 'Cannot reload TLS certificates; serving the previous ones');
+      }
+    }
   }
   apply(initial);
+  loadBearerTokens();
+  // Without its certificate an endpoint cannot serve TLS, and must never fall back to plain text.
+  const tlsOrFail = async (which: string, m: TlsMaterial | string | undefined): Promise<TlsMaterial | undefined> => {
+    if (typeof m !== 'string') return m;
+    await manifests.close();
+    throw new Error(`cannot serve the ${which} endpoint with TLS: ${m}`);
+  };
+  const opampTls = await tlsOrFail('OpAMP', tlsMaterial(bridgeSpec.tls?.secretName, bridgeSpec.tls?.clientCASecretName));
+  const adminTls = await tlsOrFail('admin', tlsMaterial(bridgeSpec.adminTLS?.secretName, undefined));
 
   const opamp = new OpampServer({
     handler: fleet,
+    ...(opampTls ? { tls: opampTls } : {}),
+    authenticate: bearer ? bearer.authenticate : auth.mode === 'mtls' ? mtlsAuth({ requireNamespace: false }) : undefined,
     logger: log.child({ component: 'opamp' }),
     onProtocolError: (transport, code) => metrics.protocolErrors.inc({ transport, code }),
     path: bridgeSpec.endpoint.path,
@@ -87,6 +176,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
   });
   const admin = new AdminServer({
+    ...(adminTls ? { tls: adminTls } : {}),
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -129,6 +219,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     throw err;
   }
   manifests.watch();
+  started = true;
   const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);
   sweeper.unref();
   ready = true;
@@ -136,10 +227,10 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h);
   const running: RunningBridge = {
     opampUrl: {
-      websocket: `ws://${shown(oa.host)}:${oa.port}${bridgeSpec.endpoint.path}`,
-      http: `http://${shown(oa.host)}:${oa.port}${bridgeSpec.endpoint.path}`,
+      websocket: `ws${opampTls ? 's' : ''}://${shown(oa.host)}:${oa.port}${bridgeSpec.endpoint.path}`,
+      http: `http${opampTls ? 's' : ''}://${shown(oa.host)}:${oa.port}${bridgeSpec.endpoint.path}`,
     },
-    apiUrl: `http://${shown(aa.host)}:${aa.port}`,
+    apiUrl: `http${adminTls ? 's' : ''}://${shown(aa.host)}:${aa.port}`,
     fleet,
     manifests,
     async stop() {

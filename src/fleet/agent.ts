@@ -116,7 +116,17 @@ export type AgentIdentity =
  */
 export type IdentityResolver = (agent: Readonly<AgentRecord>) => AgentIdentity;
 
-/** Standalone mode: an agent's attributes are its labels; `k8s.namespace.name` (if any) its namespace. */
+/**
+ * Standalone mode: an agent's attributes are its labels; `k8s.namespace.name` (if any) its
+ * namespace — unless its client certificate names a namespace, which then decides.
+ */
 export function attributeIdentity(defaultNamespace: string): IdentityResolver {
-  return (agent) => ({ ok: true, namespace: agent.attributes['k8s.namespace.name'] ?? defaultNamespace, labels: agent.attributes });
+  return (agent) => {
+    const claimed = agent.attributes['k8s.namespace.name'];
+    const certified = agent.verified?.namespace;
+    if (certified !== undefined && claimed !== undefined && claimed !== certified) {
+      return { ok: false, error: `the agent claims namespace ${claimed} but its certificate is for namespace ${certified}` };
+    }
+    return { ok: true, namespace: certified ?? claimed ?? defaultNamespace, labels: agent.attributes };
+  };
 }

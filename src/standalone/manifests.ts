@@ -9,8 +9,8 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
-import { API_GROUP, Collector, GROUP_VERSION, OpAMPBridge } from '../schema/v1alpha1/index.js';
+import { z } from 'zod';
+import { API_GROUP, Collector, GROUP_VERSION, NamespaceName, ObjectName, OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
 
 export interface LoadedCollector {
@@ -18,6 +18,14 @@ export interface LoadedCollector {
   input: CollectorInput;
   source: string;
   warnings: string[];
+}
+
+/** A core v1 Secret from the folder: values decoded. Never log or show `data`. */
+export interface LoadedSecret {
+  namespace: string;
+  name: string;
+  data: Record<string, string>;
+  source: string;
 }
 
 export interface LoadedBridge {
@@ -33,13 +41,14 @@ export interface InvalidFile {
 export interface ManifestSnapshot {
   collectors: LoadedCollector[];
   bridge: LoadedBridge | null;
+  secrets: LoadedSecret[];
   invalidFiles: InvalidFile[];
 }
 
 interface FileState {
   fingerprint: string;
   contentHash: string;
-  lastGood: { collectors: LoadedCollector[]; bridges: LoadedBridge[] } | null;
+  lastGood: { collectors: LoadedCollector[]; bridges: LoadedBridge[]; secrets: LoadedSecret[] } | null;
   issues: string[];
 }
 
@@ -64,7 +73,7 @@ export class ManifestDirectory {
   #rescan: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #again = false;
-  #snapshot: ManifestSnapshot = { collectors: [], bridge: null, invalidFiles: [] };
+  #snapshot: ManifestSnapshot = { collectors: [], bridge: null, secrets: [], invalidFiles: [] };
 
   constructor(opts: ManifestDirectoryOptions) {
     this.#opts = { debounceMs: 100, rescanMs: 2000, ...opts };
@@ -168,8 +177,8 @@ export class ManifestDirectory {
       const parsed = parseManifestText(text, this.#rel(p));
       const state: FileState = { fingerprint: fp, contentHash, lastGood: prev?.lastGood ?? null, issues: parsed.issues };
       if (parsed.issues.length === 0) {
-        state.lastGood = { collectors: parsed.collectors, bridges: parsed.bridges };
-        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length, ...(parsed.skipped.length ? { skipped: parsed.skipped } : {}) }, 'Manifest file loaded');
+        state.lastGood = { collectors: parsed.collectors, bridges: parsed.bridges, secrets: parsed.secrets };
+        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length, secrets: parsed.secrets.length, ...(parsed.skipped.length ? { skipped: parsed.skipped } : {}) }, 'Manifest file loaded');
       } else {
         this.#opts.logger.error(
           { file: this.#rel(p), issues: parsed.issues, keptLastGood: state.lastGood !== null },
@@ -190,6 +199,7 @@ export class ManifestDirectory {
   #assemble(): ManifestSnapshot {
     const collectors = new Map<string, LoadedCollector>();
     const bridges: LoadedBridge[] = [];
+    const secrets = new Map<string, LoadedSecret>();
     const invalidFiles: InvalidFile[] = [];
     for (const [p, st] of [...this.#files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const issues = [...st.issues];
@@ -203,6 +213,15 @@ export class ManifestDirectory {
         collectors.set(key, c);
       }
       bridges.push(...(st.lastGood?.bridges ?? []));
+      for (const sec of st.lastGood?.secrets ?? []) {
+        const key = `${sec.namespace}/${sec.name}`;
+        const other = secrets.get(key);
+        if (other) {
+          issues.push(`Secret ${key} is also defined in ${other.source}; this definition is ignored (FB_MANIFEST_DUPLICATE)`);
+          continue;
+        }
+        secrets.set(key, sec);
+      }
       if (issues.length > 0) invalidFiles.push({ path: this.#rel(p), issues });
     }
     if (bridges.length > 1) {
@@ -211,7 +230,7 @@ export class ManifestDirectory {
         issues: [`more than one OpAMPBridge in the folder; using ${bridges[0]!.source} (standalone mode serves one endpoint)`],
       });
     }
-    return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, invalidFiles };
+    return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, secrets: [...secrets.values()], invalidFiles };
   }
 }
 
@@ -235,6 +254,20 @@ async function listManifests(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+const SECRET_KEY = z.string().regex(/^[-._a-zA-Z0-9]+$/, { message: 'keys are letters, digits, "-", "_" and "."' });
+
+/** A core v1 Secret, as much of it as standalone mode uses. */
+const SecretManifest = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Secret'),
+  metadata: z.object({ name: ObjectName, namespace: NamespaceName.optional() }).loose(),
+  type: z.string().optional(),
+  data: z
+    .record(SECRET_KEY, z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, { message: 'must be base64 (or put the value in stringData)' }))
+    .optional(),
+  stringData: z.record(SECRET_KEY, z.string({ message: 'must be a string' })).optional(),
+}).loose();
+
 function zodIssues(where: string, err: z.ZodError): string[] {
   return err.issues.map((i) => `${where}: ${i.path.length ? i.path.join('.') + ': ' : ''}${i.message}`);
 }
@@ -243,11 +276,12 @@ function zodIssues(where: string, err: z.ZodError): string[] {
 export function parseManifestText(
   text: string,
   source: string,
-): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; issues: string[]; skipped: string[] } {
+): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; secrets: LoadedSecret[]; issues: string[]; skipped: string[] } {
   const issues: string[] = [];
   const skipped: string[] = [];
   const collectors: LoadedCollector[] = [];
   const bridges: LoadedBridge[] = [];
+  const secrets: LoadedSecret[] = [];
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
@@ -264,6 +298,17 @@ export function parseManifestText(
     }
     const obj = value as Record<string, unknown>;
     const apiVersion = obj['apiVersion'];
+    if (apiVersion === 'v1' && obj['kind'] === 'Secret') {
+      // Core Secrets: values for Collectors' secretRefs, bearer tokens and certificates. Problems
+      // are told by key, never with the value.
+      const r = SecretManifest.safeParse(obj);
+      if (!r.success) return void issues.push(...zodIssues(`${where}: Secret`, r.error));
+      const data: Record<string, string> = {};
+      for (const [k, v] of Object.entries(r.data.data ?? {})) data[k] = Buffer.from(v, 'base64').toString('utf8');
+      Object.assign(data, r.data.stringData ?? {});
+      secrets.push({ namespace: r.data.metadata.namespace ?? 'default', name: r.data.metadata.name, data, source });
+      return;
+    }
     // A folder may also hold other manifests (a Pod with the Supervisor sidecar, a ConfigMap):
     // documents of other API groups are not ours and are skipped. A wrong fleetbridge.dev version is an error.
     if (typeof apiVersion === 'string' && apiVersion.includes('/') ? !apiVersion.startsWith(`${API_GROUP}/`) : typeof apiVersion === 'string') {
@@ -279,10 +324,11 @@ export function parseManifestText(
       if (!r.success) return void issues.push(...zodIssues(`${where}: Collector`, r.error));
       const res = r.data;
       const namespace = res.metadata.namespace ?? 'default';
-      const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {});
+      const secretNames = (res.spec.secretRefs ?? []).map((x) => x.name);
+      const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {}, secretNames);
       if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
       const revision = createHash('sha256')
-        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config]))
+        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config, secretNames]))
         .digest('hex')
         .slice(0, 16);
       collectors.push({
@@ -297,6 +343,7 @@ export function parseManifestText(
           priority: res.spec.priority,
           selector: res.spec.selector,
           config: cfg.config,
+          secretNames,
         },
       });
     } else if (obj['kind'] === 'OpAMPBridge') {
@@ -307,5 +354,5 @@ export function parseManifestText(
       issues.push(`${where}: unknown kind ${JSON.stringify(obj['kind'] ?? null)}; expected Collector or OpAMPBridge`);
     }
   });
-  return { collectors, bridges, issues, skipped };
+  return { collectors, bridges, secrets, issues, skipped };
 }
