@@ -2,6 +2,7 @@
  * JSON shapes served by the admin HTTP API (`/api/v1/...`). These are a public contract:
  * the web page, tests and users' scripts read them. Add fields; never rename or remove one.
  */
+import type { VerifiedIdentity } from '../opamp/connection.js';
 
 export type RemoteConfigState = 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED';
 export type Transport = 'websocket' | 'http';
@@ -38,15 +39,7 @@ export interface AgentView {
   pod: string | null;
   /** The identity the agent's credential proved (a pod-bound ServiceAccount token), or null without authentication. */
   /** How the agent authenticated and who that made it (see VerifiedIdentity); null without authentication. */
-  verified: {
-    method: 'serviceAccountToken' | 'bearerToken' | 'mtls';
-    username: string;
-    namespace?: string | undefined;
-    serviceAccount?: string | undefined;
-    podName?: string | undefined;
-    podUid?: string | undefined;
-    credential?: { key: string; current: boolean } | undefined;
-  } | null;
+  verified: VerifiedIdentity | null;
   /** Why the agent gets no config (it claims a pod that does not exist, or one in a namespace this bridge does not serve), or null. */
   identityError: string | null;
   health: ComponentHealthView | null;

@@ -27,6 +27,8 @@ export class BearerTokens implements CredentialPolicy {
   #entries: Entry[] = [];
   #current: { key: string; token: string; digest: Buffer } | null = null;
   #problem: string | null = 'no tokens are configured';
+  /** Verdicts by presented token, until the tokens change: status and API ask about every agent. */
+  readonly #verdicts = new Map<string, { key: string | null; current: boolean }>();
 
   /**
    * Installs the accepted tokens (Secret key → token; empty values are ignored) and which key is
@@ -43,6 +45,24 @@ export class BearerTokens implements CredentialPolicy {
     const cur = tokens[currentKey]?.trim();
     this.#current = cur ? { key: currentKey, token: cur, digest: digest(cur) } : null;
     this.#problem = problem ?? (entries.length === 0 ? 'the token Secret holds no tokens' : null);
+    this.#verdicts.clear();
+  }
+
+  /** Which key `token` is under, and whether it is the current token; digests compared in constant time. */
+  #verdict(token: string): { key: string | null; current: boolean } {
+    let v = this.#verdicts.get(token);
+    if (!v) {
+      const d = digest(token);
+      let key: string | null = null;
+      for (const e of this.#entries) if (timingSafeEqual(d, e.digest) && key === null) key = e.key;
+      v = { key, current: !!this.#current && timingSafeEqual(d, this.#current.digest) };
+      // Only accepted tokens are remembered: refused ones are whatever a stranger sends.
+      if (key !== null) {
+        if (this.#verdicts.size >= 1000) this.#verdicts.clear();
+        this.#verdicts.set(token, v);
+      }
+    }
+    return v;
   }
 
   /** Key of the current token, or null. */
@@ -79,18 +99,11 @@ export class BearerTokens implements CredentialPolicy {
   }
 
   #isCurrent(token: string): boolean {
-    const cur = this.#current;
-    return !!cur && timingSafeEqual(digest(token), cur.digest);
+    return this.#verdict(token).current;
   }
 
-  /** The key of the accepted token equal to `token`, or null. Compares digests in constant time, all of them. */
   #match(token: string): string | null {
-    const d = digest(token);
-    let found: string | null = null;
-    for (const e of this.#entries) {
-      if (timingSafeEqual(d, e.digest) && found === null) found = e.key;
-    }
-    return found;
+    return this.#verdict(token).key;
   }
 }
 

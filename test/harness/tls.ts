@@ -89,7 +89,7 @@ const CNF = [
 export async function makeTestPki(): Promise<TestPki> {
   const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-pki-'));
   try {
-    await writeFile(join(dir, 'openssl.cnf'), CNF);
+    await writeOpensslConfig(dir);
     const ca = await selfSignedCa(dir, 'ca', '/O=fleetbridge/CN=fleetbridge-test-ca');
     const otherCa = await selfSignedCa(dir, 'other-ca', '/O=elsewhere/CN=other-test-ca');
     return {
@@ -119,17 +119,27 @@ export async function makeTestPki(): Promise<TestPki> {
   }
 }
 
+/** The openssl.cnf the helpers below use (sections v3_ca, v3_srv, v3_client, v3_client_spiffe). */
+export async function writeOpensslConfig(dir: string): Promise<void> {
+  await writeFile(join(dir, 'openssl.cnf'), CNF);
+}
+
 function openssl(args: string[], cwd: string): void {
   const r = spawnSync('openssl', args, { cwd, encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.error?.message ?? ''}${r.stderr}`);
 }
 
-async function writeKey(dir: string, name: string): Promise<string> {
-  const { privateKey } = generateKeyPairSync('ec', {
+/** A P-256 key pair as PEM (PKCS#8, SPKI). */
+export function ecKeyPem(): { privateKey: string; publicKey: string } {
+  return generateKeyPairSync('ec', {
     namedCurve: 'P-256',
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     publicKeyEncoding: { type: 'spki', format: 'pem' },
   });
+}
+
+async function writeKey(dir: string, name: string): Promise<string> {
+  const { privateKey } = ecKeyPem();
   await writeFile(join(dir, `${name}.key`), privateKey, { mode: 0o600 });
   return privateKey;
 }
@@ -139,18 +149,20 @@ async function pair(dir: string, name: string, key: string): Promise<CertPair> {
   return { cert: await readFile(certFile, 'utf8'), key, certFile, keyFile: join(dir, `${name}.key`) };
 }
 
-async function selfSignedCa(dir: string, name: string, subject: string): Promise<CertPair> {
+/** `<dir>/<name>.crt|.key`: a self-signed CA (needs writeOpensslConfig(dir) first). */
+export async function selfSignedCa(dir: string, name: string, subject: string, days = 2): Promise<CertPair> {
   const key = await writeKey(dir, name);
-  openssl(['req', '-x509', '-new', '-key', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', subject, '-config', 'openssl.cnf', '-extensions', 'v3_ca'], dir);
+  openssl(['req', '-x509', '-new', '-key', `${name}.key`, '-out', `${name}.crt`, '-days', String(days), '-subj', subject, '-config', 'openssl.cnf', '-extensions', 'v3_ca'], dir);
   return pair(dir, name, key);
 }
 
-async function issue(dir: string, name: string, subject: string, extensions: string, ca: string): Promise<CertPair> {
+/** `<dir>/<name>.crt|.key`: a certificate with the openssl.cnf section `extensions`, signed by the CA `<dir>/<ca>.crt`. */
+export async function issue(dir: string, name: string, subject: string, extensions: string, ca: string, days = 2): Promise<CertPair> {
   const key = await writeKey(dir, name);
   openssl(['req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', subject, '-config', 'openssl.cnf'], dir);
   openssl(
     ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', `0x${randomBytes(8).toString('hex')}`,
-      '-days', '2', '-extfile', 'openssl.cnf', '-extensions', extensions, '-out', `${name}.crt`],
+      '-days', String(days), '-extfile', 'openssl.cnf', '-extensions', extensions, '-out', `${name}.crt`],
     dir,
   );
   return pair(dir, name, key);

@@ -16,8 +16,8 @@
  * removed) when this process exits normally ('exit' handler), and also when it dies any other way
  * (SIGKILL included): a tiny `sh` watchdog holds a pipe from us and cleans up when the pipe closes.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
@@ -27,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Agent } from 'undici';
 import { ensureControlPlaneBinaries } from './binaries.js';
+import { ecKeyPem, issue, selfSignedCa, writeOpensslConfig } from '../tls.js';
 
 export interface ControlPlaneOptions {
   /** Default: `await ensureControlPlaneBinaries()`. */
@@ -217,55 +218,12 @@ function tail(file: string, chars: number): string {
   }
 }
 
-function openssl(args: string[], cwd: string): void {
-  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.error?.message ?? ''}${r.stderr}`);
-}
-
-function ecKeyPem(): { privateKey: string; publicKey: string } {
-  return generateKeyPairSync('ec', {
-    namedCurve: 'P-256',
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  });
-}
-
 /** CA + serving cert (CN localhost; SANs localhost, 127.0.0.1) signed with openssl; keys from Node. */
 async function writeServingCerts(pki: string): Promise<string> {
-  const ca = ecKeyPem();
-  const srv = ecKeyPem();
-  await writeFile(join(pki, 'ca.key'), ca.privateKey, { mode: 0o600 });
-  await writeFile(join(pki, 'apiserver.key'), srv.privateKey, { mode: 0o600 });
-  await writeFile(
-    join(pki, 'openssl.cnf'),
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      'CN = unused',
-      '[v3_ca]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,keyCertSign,cRLSign,digitalSignature',
-      'subjectKeyIdentifier = hash',
-      '[v3_srv]',
-      'basicConstraints = critical,CA:FALSE',
-      'keyUsage = critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage = serverAuth',
-      'subjectAltName = DNS:localhost,IP:127.0.0.1',
-      'authorityKeyIdentifier = keyid',
-      '',
-    ].join('\n'),
-  );
-  const cfg = ['-config', 'openssl.cnf'];
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-out', 'ca.crt', '-days', '7', '-subj', '/O=fleetbridge/CN=fleetbridge-test-ca', ...cfg, '-extensions', 'v3_ca'], pki);
-  openssl(['req', '-new', '-key', 'apiserver.key', '-out', 'apiserver.csr', '-subj', '/CN=localhost', ...cfg], pki);
-  openssl(
-    ['x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${randomBytes(8).toString('hex')}`,
-      '-days', '7', '-extfile', 'openssl.cnf', '-extensions', 'v3_srv', '-out', 'apiserver.crt'],
-    pki,
-  );
-  return readFile(join(pki, 'ca.crt'), 'utf8');
+  await writeOpensslConfig(pki);
+  const ca = await selfSignedCa(pki, 'ca', '/O=fleetbridge/CN=fleetbridge-test-ca', 7);
+  await issue(pki, 'apiserver', '/CN=localhost', 'v3_srv', 'ca', 7);
+  return ca.cert;
 }
 
 /** kube-apiserver's self-signed pair: apiserver.crt holds the leaf, then the CA that signed it. */
