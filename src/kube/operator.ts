@@ -86,6 +86,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const parsedSpec = OpAMPBridgeSpec.safeParse(bridgeObj?.spec ?? {});
   if (!parsedSpec.success) log.error({ issues: parsedSpec.error.issues }, 'OpAMPBridge spec is invalid; serving with defaults');
   const spec = parsedSpec.success ? parsedSpec.data : OpAMPBridgeSpec.parse({});
+  const inEffectGeneration = (bridgeObj?.metadata?.generation as number | undefined) ?? 0;
   const selector = spec.namespaceSelector;
   const clusterWide = selector !== undefined;
 
@@ -318,13 +319,18 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       if (fleet.credentialStale(rec)) t.staleCredentials++;
     }
     const synced = informers.every((i) => i.synced);
-    const gen = (obj.metadata?.generation as number | undefined) ?? 0;
+    // The spec is read at start: report the generation in effect, so tools (kubectl wait, Argo CD)
+    // see a newer one as not yet observed, and say what it takes.
+    const gen = inEffectGeneration;
+    const current = (obj.metadata?.generation as number | undefined) ?? 0;
     const secure = setCondition(obj.status?.conditions, authCondition(), gen, new Date());
     const conditions = setCondition(
       secure,
-      synced
-        ? { type: ConditionType.Ready, status: 'True', reason: Reason.Serving, message: `Serving OpAMP on ${advertised}; ${t.connected} agents connected${t.unbound ? `, ${t.unbound} not bound to a pod` : ''}` }
-        : { type: ConditionType.Ready, status: 'False', reason: Reason.NotServing, message: 'Waiting for the Kubernetes caches to sync' },
+      !synced
+        ? { type: ConditionType.Ready, status: 'False', reason: Reason.NotServing, message: 'Waiting for the Kubernetes caches to sync' }
+        : current !== gen
+          ? { type: ConditionType.Ready, status: 'True', reason: 'RestartRequired', message: `Serving OpAMP on ${advertised} with generation ${gen} of the spec; generation ${current} takes effect when the bridge restarts (e.g. kubectl rollout restart)` }
+          : { type: ConditionType.Ready, status: 'True', reason: Reason.Serving, message: `Serving OpAMP on ${advertised}; ${t.connected} agents connected${t.unbound ? `, ${t.unbound} not bound to a pod` : ''}` },
       gen,
       new Date(),
     );

@@ -1,12 +1,14 @@
-// Shared by the Go-built test tools (test/harness/kube/build-binaries.mjs and
-// test/harness/otel/build-binaries.mjs): finding `go`, running a build in its own process group with
-// a time limit, and a lock file that survives crashed builders. Plain JavaScript so that Node can
-// run the build scripts directly from tools/*/build.sh.
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+// Shared by the Go-built test tools (test/harness/{kube,otel,helm}/build-binaries.mjs): finding `go`,
+// running a build in its own process group with a time limit, a lock file that survives crashed
+// builders, and buildCached(): the whole lock / build into a temporary folder / check / rename-into-
+// the-cache sequence. Plain JavaScript so that Node can run the build scripts directly from
+// tools/*/build.sh.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /** The `go` binary on PATH, or null. */
 export function findGo() {
@@ -111,4 +113,124 @@ export async function lockIsStale(lockFile, staleMs) {
     if (/** @type {NodeJS.ErrnoException} */ (err).code === 'ENOENT') return false; // released meanwhile
     throw err;
   }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Builds Go binaries into `<cacheRoot>/<key>/` unless they are all there already, and resolves with
+ * that folder. One builder at a time per key, through an O_EXCL lock file `<cacheRoot>/<key>.lock`
+ * naming the builder's pid and host (a lock whose pid is gone, or older than timeoutMs, is stale and
+ * taken over). The binaries are built into a temporary folder beside the final one, each checked by
+ * running it, and the folder is renamed into place in one step, so nobody ever sees half a binary.
+ * The folder also gets each binary's build log and a build-info.json (timings, sizes, Go version).
+ *
+ * @param {{
+ *   cacheRoot: string,
+ *   key: string,
+ *   builds: { name: string, cwd: string, pkg: string, ldflags: string, check: string[] }[],
+ *   goEnv: Record<string, string>,
+ *   info?: Record<string, unknown>,
+ *   goMissing: string,
+ *   timeoutMs: number,
+ *   log?: (line: string) => void,
+ * }} spec  builds run in order (put the quick one first: it shakes out proxy/toolchain problems);
+ *   goMissing is the error message when `go` is not on PATH; info is added to build-info.json.
+ * @returns {Promise<{ dir: string, built: boolean }>}
+ */
+export async function buildCached({ cacheRoot, key, builds, goEnv, info = {}, goMissing, timeoutMs, log = () => {} }) {
+  const dir = join(cacheRoot, key);
+  const complete = () => builds.every((b) => existsSync(join(dir, b.name)));
+  if (complete()) return { dir, built: false };
+
+  const go = findGo();
+  if (!go) throw new Error(goMissing);
+  await mkdir(cacheRoot, { recursive: true });
+  const lockFile = join(cacheRoot, `${key}.lock`);
+  const deadline = Date.now() + timeoutMs;
+  let announced = false;
+  for (;;) {
+    if (complete()) return { dir, built: false };
+    if (await tryLock(lockFile)) break;
+    if (await lockIsStale(lockFile, timeoutMs)) {
+      log(`removing a stale build lock ${lockFile}`);
+      await rm(lockFile, { force: true });
+      continue;
+    }
+    if (!announced) {
+      log(`waiting for another process to finish building ${dir} (lock ${lockFile})`);
+      announced = true;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the build lock ${lockFile}`);
+    await sleep(1000);
+  }
+
+  const tmp = join(cacheRoot, `.tmp-${key}-${process.pid}-${Date.now()}`);
+  try {
+    // Leftovers of builders that died (their pid is in the name).
+    for (const f of await readdir(cacheRoot)) {
+      const m = /^\.tmp-.+-(\d+)-\d+$/.exec(f);
+      if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(join(cacheRoot, f), { recursive: true, force: true });
+    }
+    if (complete()) return { dir, built: false };
+    await mkdir(tmp, { recursive: true });
+    const env = { ...process.env, ...goEnv };
+    const goVersion = spawnSync(go, ['version'], { encoding: 'utf8', env }).stdout.trim();
+    /** @type {{ seconds: Record<string, number>, bytes: Record<string, number> } & Record<string, unknown>} */
+    const record = { key, ...info, goVersion, env: goEnv, builds, seconds: {}, bytes: {}, builtAt: new Date().toISOString() };
+    for (const b of builds) {
+      const out = join(tmp, b.name);
+      log(`building ${b.name} (${b.pkg} in ${b.cwd}) ...`);
+      const secs = await run(go, ['build', '-trimpath', `-ldflags=${b.ldflags}`, '-o', out, b.pkg], {
+        cwd: b.cwd,
+        env,
+        timeoutMs: Math.max(deadline - Date.now(), 1000),
+        logFile: join(tmp, `${b.name}.build.log`),
+      });
+      const check = spawnSync(out, b.check, { encoding: 'utf8', timeout: 30_000 });
+      if (check.status !== 0) throw new Error(`${out} ${b.check.join(' ')} failed: ${check.stderr || check.error}`);
+      const bytes = statSync(out).size;
+      record.seconds[b.name] = Math.round(secs * 10) / 10;
+      record.bytes[b.name] = bytes;
+      const firstLine = `${check.stdout}${check.stderr}`.split('\n')[0];
+      log(`built ${b.name} in ${secs.toFixed(1)} s (${(bytes / 1048576).toFixed(1)} MiB): ${firstLine}`);
+    }
+    await writeFile(join(tmp, 'build-info.json'), `${JSON.stringify(record, null, 2)}\n`);
+    try {
+      await rename(tmp, dir);
+    } catch (err) {
+      // Someone else's complete folder is already there (e.g. a lock taken over as stale): keep theirs.
+      if (!complete()) throw err;
+    }
+    return { dir, built: true };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+    await rm(lockFile, { force: true });
+  }
+}
+
+/**
+ * Runs `ensure({ log })` when `metaUrl` is the script Node was started with (`node <file>.mjs`, as
+ * tools/<tool>/build.sh does): prints timings on stderr prefixed with `[tag …s]`, and the folders
+ * that `result(value)` names (where the binaries are), one a line, on stdout; exits 1 on failure.
+ * @template T
+ * @param {string} metaUrl
+ * @param {string} tag
+ * @param {(opts: { log: (line: string) => void }) => Promise<T>} ensure
+ * @param {(value: T) => { dirs: string[], built: boolean }} result
+ */
+export function runIfMain(metaUrl, tag, ensure, result) {
+  if (metaUrl !== pathToFileURL(process.argv[1] ?? '').href) return;
+  const t0 = Date.now();
+  const log = (m) => console.error(`[${tag} ${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+  ensure({ log })
+    .then((v) => {
+      const { dirs, built } = result(v);
+      log(`${built ? 'built' : 'cached'}: ${dirs.join(', ')} (total ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      for (const d of dirs) console.log(d);
+    })
+    .catch((err) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    });
 }

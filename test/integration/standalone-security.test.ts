@@ -62,6 +62,8 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
 
     // Rotation: a new value reaches the agent that uses it; the other gets nothing.
     const plainConfigs = p.remoteConfigs().length;
+    const plainHash = (await b.getCollector('plain'))?.configHash;
+    expect(plainHash).toMatch(/^[0-9a-f]+$/);
     await b.writeManifest('creds.yaml', secretYaml('creds', { 'api-key': planted[1]! }));
     const rc2 = await a.waitForRemoteConfig((e) => !!e.body?.includes(planted[1]!));
     expect(rc2.hash).not.toBe(rc.hash);
@@ -69,6 +71,7 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
     await vi.waitFor(async () => expect((await b.getCollector('secure'))?.status).toMatchObject({ applied: 1 }), WAIT);
     expect((await b.getCollector('secure'))?.configHash).toBe(rc2.hash);
     expect(p.remoteConfigs()).toHaveLength(plainConfigs);
+    expect((await b.getCollector('plain'))?.configHash).toBe(plainHash);
 
     // An agent that quotes the value in its error: shown redacted.
     await a.command({ cmd: 'mode', remoteConfig: 'fail', error: `rejected key ${planted[2]}` });
@@ -83,11 +86,20 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
     const texts: Record<string, string> = {
       logs: JSON.stringify(b.logs),
       agents: JSON.stringify(await b.getAgents()),
+      agent: JSON.stringify(await b.getAgent(a.instanceUid)),
       collectors: JSON.stringify(await b.getCollectors()),
       metrics: await b.metricsText(),
     };
     expect(a.remoteConfigs().map((r) => r.body ?? '').join('')).toContain(planted[2]);
     for (const [where, text] of Object.entries(texts)) for (const v of planted) expect(text.includes(v), `${where} shows ${v}`).toBe(false);
+  });
+
+  it('without an OpAMPBridge manifest, serves any agent and warns that authentication is off', async () => {
+    const b = await bridge({ 'all.yaml': collectorYaml('all', {}, { exporters: { debug: {} } }) });
+    expect(b.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/^Agent authentication is off/) }));
+    const a = await agent({ endpoint: b.opampWsUrl });
+    await a.waitForConfigStatus('APPLIED');
+    expect((await b.getAgent(a.instanceUid))?.verified ?? null).toBeNull();
   });
 
   it('bearer tokens from a Secret manifest: refuses others, rotates through an offer, cuts off a revoked token', async () => {
@@ -151,6 +163,13 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
         fetch(b.opampHttpUrl, { method: 'POST', headers: { 'Content-Type': 'application/x-protobuf' }, body: new Uint8Array([0]), dispatcher: new UndiciAgent({ connect: { ca: pki.ca.cert, ...(cert ?? {}) } }) } as RequestInit);
       expect((await post()).status).toBe(401);
       expect((await post(pki.clients.otherCa)).status).toBe(401);
+      // The Go agent over wss:// without a client certificate, or with one from another CA: refused.
+      for (const client of [undefined, pki.clients.otherCa]) {
+        const refused = await agent({ endpoint: b.opampWsUrl, caFile: pki.ca.certFile, ...(client ? { certFile: client.certFile, keyFile: client.keyFile } : {}) });
+        await refused.waitFor((e) => e.event === 'connect_failed', { timeoutMs: 15_000 });
+        expect(refused.events.some((e) => e.event === 'connected')).toBe(false);
+        expect(await (await fetch(`${api}/api/v1/agents/${refused.instanceUid}`, { dispatcher } as RequestInit)).status).toBe(404);
+      }
 
       const port = Number(new URL(b.opampWsUrl).port);
       const fingerprint = () =>
@@ -167,6 +186,13 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
       const seen = (await view(a.instanceUid)).lastSeen;
       await vi.waitFor(async () => expect((await view(a.instanceUid)).lastSeen > seen).toBe(true), WAIT);
       expect(a.events.filter((e) => e.event === 'connected')).toHaveLength(1);
+
+      // A bad certificate (a key that does not match) is refused with an error; the last good one is served.
+      await b.writeManifest('opamp-tls.yaml', secretYaml('opamp-tls', { 'tls.crt': pki.server.cert, 'tls.key': pki.server2.key }));
+      await vi.waitFor(() => expect(b.logs).toContainEqual(expect.objectContaining({ level: 'error', endpoint: 'opamp', msg: 'Cannot reload TLS certificates; serving the previous ones' })), WAIT);
+      expect(await fingerprint()).toBe(new X509Certificate(pki.server2.cert).fingerprint256);
+      expect((await view(a.instanceUid)).connected).toBe(true);
+      expect(JSON.stringify(b.logs)).not.toContain(pki.server2.key.split('\n')[1]!);
     });
 
     it('does not start a TLS endpoint whose certificate Secret is missing', async () => {

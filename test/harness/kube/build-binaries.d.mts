@@ -18,6 +18,14 @@ export interface ControlPlaneBinaries {
   built: boolean;
 }
 
+export interface KubectlBinary {
+  kubectl: string;
+  /** The cache folder holding it (and build-info.json after a build). */
+  dir: string;
+  /** True when this call compiled it, false when it was cached. */
+  built: boolean;
+}
+
 export declare function controlPlaneVersions(): { kubernetes: string; etcd: string };
 export declare function buildRecipe(): Record<'kube-apiserver' | 'etcd', { dir: string; pkg: string; ldflags: string }>;
 export declare function cacheKey(): string;
@@ -25,3 +33,8 @@ export declare function findGo(): string | null;
 export declare function controlPlaneBinaryPaths(): { dir: string; apiserver: string; etcd: string };
 export declare function controlPlaneMissingReason(): string | null;
 export declare function ensureControlPlaneBinaries(opts?: EnsureOptions): Promise<ControlPlaneBinaries>;
+export declare function kubectlRecipe(): { dir: string; pkg: string; ldflags: string };
+export declare function kubectlCacheKey(): string;
+export declare function kubectlPath(): string;
+export declare function kubectlMissingReason(): string | null;
+export declare function ensureKubectlBinary(opts?: EnsureOptions): Promise<KubectlBinary>;

@@ -1,24 +1,23 @@
 // Builds kube-apiserver and etcd from the Go modules in tools/k8s/{apiserver,etcd} into
-// .cache/k8s/<k8s version>-<hash>/ and reuses them when present.
+// .cache/k8s/<k8s version>-<hash>/, and kubectl (k8s.io/kubernetes/cmd/kubectl, a `tool` of the same
+// tools/k8s/apiserver module, so the same version and the same staging `replace` lines) into
+// .cache/k8s/kubectl-<k8s version>-<hash>/, and reuses them when present. kubectl has its own folder
+// and lock: the control plane never waits for it, and tests that need no kubectl never build it.
 //
 // Plain JavaScript (typed by build-binaries.d.mts) so that it runs both inside vitest (through
 // test/harness/kube/binaries.ts) and standalone with Node 20, which cannot run TypeScript:
 //
 //   node test/harness/kube/build-binaries.mjs      # what tools/k8s/build.sh runs; prints timings
 //
-// Concurrency: one builder at a time per cache key, through an O_EXCL lock file that names the
-// builder's pid (a lock whose pid is gone, or that is older than the build timeout, is stale and
-// taken over). The binaries are built into a temporary folder beside the final one, checked with
-// `--version`, and the folder is renamed into place in one step, so nobody ever sees half a binary.
-import { spawn, spawnSync } from 'node:child_process';
+// Locking, the temporary build folder and the rename into place are test/harness/go-build.mjs's
+// buildCached(): one builder at a time per cache key, and nobody ever sees half a binary.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
-import { delimiter, dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { findGo, lockIsStale, pidAlive, run, tryLock } from '../go-build.mjs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildCached, findGo, runIfMain } from '../go-build.mjs';
 
+export { findGo };
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const TOOLS_DIR = join(REPO_ROOT, 'tools', 'k8s');
 export const CACHE_ROOT = join(REPO_ROOT, '.cache', 'k8s');
@@ -38,24 +37,41 @@ export function controlPlaneVersions() {
   return { kubernetes: k[1], etcd: e[1] };
 }
 
+/**
+ * `-X` flags that stamp the Kubernetes version into a binary built from module zips (which carry
+ * no git data), as hack/lib/version.sh does: component-base/version for the servers and kubectl's
+ * client version, client-go/pkg/version for the user agent.
+ */
+function versionLdflags(kubernetes, pkgs) {
+  const m = /^v(\d+)\.(\d+)\./.exec(kubernetes);
+  return pkgs.flatMap((vpkg) => [
+    `-X ${vpkg}.gitVersion=${kubernetes}`,
+    `-X ${vpkg}.gitMajor=${m ? m[1] : ''}`,
+    `-X ${vpkg}.gitMinor=${m ? m[2] : ''}`,
+    `-X ${vpkg}.gitTreeState=clean`,
+  ]);
+}
+
 /** -ldflags for each binary. The -X flags make kube-apiserver report its real version (module zips carry no git data). */
 export function buildRecipe() {
   const { kubernetes } = controlPlaneVersions();
-  const m = /^v(\d+)\.(\d+)\./.exec(kubernetes);
-  const vpkg = 'k8s.io/component-base/version';
   return {
     'kube-apiserver': {
       dir: 'apiserver',
       pkg: 'k8s.io/kubernetes/cmd/kube-apiserver',
-      ldflags: [
-        '-s', '-w',
-        `-X ${vpkg}.gitVersion=${kubernetes}`,
-        `-X ${vpkg}.gitMajor=${m ? m[1] : ''}`,
-        `-X ${vpkg}.gitMinor=${m ? m[2] : ''}`,
-        `-X ${vpkg}.gitTreeState=clean`,
-      ].join(' '),
+      ldflags: ['-s', '-w', ...versionLdflags(kubernetes, ['k8s.io/component-base/version'])].join(' '),
     },
     etcd: { dir: 'etcd', pkg: 'go.etcd.io/etcd/server/v3', ldflags: '-s -w' },
+  };
+}
+
+/** How kubectl is built: from tools/k8s/apiserver, whose go.mod lists it as a `tool` beside kube-apiserver. */
+export function kubectlRecipe() {
+  const { kubernetes } = controlPlaneVersions();
+  return {
+    dir: 'apiserver',
+    pkg: 'k8s.io/kubernetes/cmd/kubectl',
+    ldflags: ['-s', '-w', ...versionLdflags(kubernetes, ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version'])].join(' '),
   };
 }
 
@@ -106,7 +122,31 @@ export function controlPlaneMissingReason() {
   return '`go` was not found on PATH, so kube-apiserver and etcd cannot be built from tools/k8s (install Go >= 1.26, or set FLEETBRIDGE_K8S_BIN_DIR)';
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** `kubectl-<k8s version>-<12 hex of sha256(go.mod + go.sum of tools/k8s/apiserver, build flags, os/arch)>`. */
+export function kubectlCacheKey() {
+  const h = createHash('sha256');
+  const recipe = kubectlRecipe();
+  for (const f of ['go.mod', 'go.sum']) {
+    const body = readFileSync(join(TOOLS_DIR, recipe.dir, f));
+    h.update(`${recipe.dir}/${f}\0${body.length}\0`);
+    h.update(body);
+  }
+  h.update(JSON.stringify(recipe));
+  h.update(JSON.stringify(GO_ENV));
+  h.update(`${process.platform}/${process.arch}`);
+  return `kubectl-${controlPlaneVersions().kubernetes}-${h.digest('hex').slice(0, 12)}`;
+}
+
+/** Where kubectl is (or will be) for the current tools/k8s/apiserver go.mod/go.sum. */
+export function kubectlPath() {
+  return join(CACHE_ROOT, kubectlCacheKey(), 'kubectl');
+}
+
+/** Why kubectl cannot be had here (not cached and no `go` on PATH), or null. Synchronous, for skips. */
+export function kubectlMissingReason() {
+  if (existsSync(kubectlPath()) || findGo()) return null;
+  return 'go missing: `go` was not found on PATH, so kubectl cannot be built from tools/k8s/apiserver (install Go >= 1.26)';
+}
 
 let inProcess;
 
@@ -125,95 +165,64 @@ export function ensureControlPlaneBinaries(opts = {}) {
 }
 
 async function doEnsure(opts) {
-  const log = opts.log ?? (() => {});
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
   const override = binDirOverride();
-  const key = override ? null : cacheKey();
   const p = controlPlaneBinaryPaths();
-  if (complete(p)) return { apiserver: p.apiserver, etcd: p.etcd, built: false };
+  const done = (built) => ({ apiserver: p.apiserver, etcd: p.etcd, built });
+  if (complete(p)) return done(false);
   if (override) throw new Error(`FLEETBRIDGE_K8S_BIN_DIR=${override} lacks kube-apiserver and/or etcd`);
-
-  const go = findGo();
-  if (!go) throw new Error(/** @type {string} */ (controlPlaneMissingReason()));
-  await mkdir(CACHE_ROOT, { recursive: true });
-  const lockFile = join(CACHE_ROOT, `${key}.lock`);
-  const deadline = Date.now() + timeoutMs;
-  let announced = false;
-  for (;;) {
-    if (complete(p)) return { apiserver: p.apiserver, etcd: p.etcd, built: false };
-    if (await tryLock(lockFile)) break;
-    if (await lockIsStale(lockFile, timeoutMs)) {
-      log(`removing a stale build lock ${lockFile}`);
-      await rm(lockFile, { force: true });
-      continue;
-    }
-    if (!announced) {
-      log(`waiting for another process to finish building ${p.dir} (lock ${lockFile})`);
-      announced = true;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the build lock ${lockFile}`);
-    await sleep(1000);
-  }
-
-  const tmp = join(CACHE_ROOT, `.tmp-${key}-${process.pid}-${Date.now()}`);
-  try {
-    // Leftovers of builders that died (their pid is in the name).
-    for (const f of await readdir(CACHE_ROOT)) {
-      const m = /^\.tmp-.+-(\d+)-\d+$/.exec(f);
-      if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) await rm(join(CACHE_ROOT, f), { recursive: true, force: true });
-    }
-    if (complete(p)) return { apiserver: p.apiserver, etcd: p.etcd, built: false };
-    await mkdir(tmp, { recursive: true });
-    const env = { ...process.env, ...GO_ENV };
-    const versions = controlPlaneVersions();
-    const goVersion = spawnSync(go, ['version'], { encoding: 'utf8', env }).stdout.trim();
-    const recipe = buildRecipe();
-    /** @type {Record<string, unknown>} */
-    const info = { key, versions, goVersion, env: GO_ENV, recipe, seconds: {}, bytes: {}, builtAt: new Date().toISOString() };
-    // etcd first: it is quick and shakes out proxy/toolchain problems before the long apiserver build.
-    for (const name of /** @type {const} */ (['etcd', 'kube-apiserver'])) {
-      const r = recipe[name];
-      const out = join(tmp, name);
-      const remaining = deadline - Date.now();
-      log(`building ${name} (${r.pkg}) ...`);
-      const secs = await run(go, ['build', '-trimpath', `-ldflags=${r.ldflags}`, '-o', out, r.pkg], {
-        cwd: join(TOOLS_DIR, r.dir),
-        env,
-        timeoutMs: Math.max(remaining, 1000),
-        logFile: join(tmp, `${name}.build.log`),
-      });
-      const version = spawnSync(out, ['--version'], { encoding: 'utf8', timeout: 30_000 });
-      if (version.status !== 0) throw new Error(`${out} --version failed: ${version.stderr || version.error}`);
-      const bytes = statSync(out).size;
-      /** @type {Record<string, number>} */ (info.seconds)[name] = Math.round(secs * 10) / 10;
-      /** @type {Record<string, number>} */ (info.bytes)[name] = bytes;
-      log(`built ${name} in ${secs.toFixed(1)} s (${(bytes / 1048576).toFixed(1)} MiB): ${version.stdout.split('\n')[0]}`);
-    }
-    await writeFile(join(tmp, 'build-info.json'), `${JSON.stringify(info, null, 2)}\n`);
-    try {
-      await rename(tmp, p.dir);
-    } catch (err) {
-      // Someone else's complete folder is already there (e.g. a lock taken over as stale): keep theirs.
-      if (!complete(p)) throw err;
-    }
-    return { apiserver: p.apiserver, etcd: p.etcd, built: true };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-    await rm(lockFile, { force: true });
-  }
+  const recipe = buildRecipe();
+  // etcd first: it is quick and shakes out proxy/toolchain problems before the long apiserver build.
+  const builds = /** @type {const} */ (['etcd', 'kube-apiserver']).map((name) => {
+    const { dir, pkg, ldflags } = recipe[name];
+    return { name, cwd: join(TOOLS_DIR, dir), pkg, ldflags, check: ['--version'] };
+  });
+  const { built } = await buildCached({
+    cacheRoot: CACHE_ROOT,
+    key: cacheKey(),
+    builds,
+    goEnv: GO_ENV,
+    info: { versions: controlPlaneVersions(), recipe },
+    goMissing: /** @type {string} */ (controlPlaneMissingReason()),
+    timeoutMs: opts.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
+    log: opts.log,
+  });
+  return done(built);
 }
 
-// Standalone: `node test/harness/kube/build-binaries.mjs` (tools/k8s/build.sh).
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const t0 = Date.now();
-  const log = (m) => console.error(`[k8s-binaries ${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-  ensureControlPlaneBinaries({ log })
-    .then((r) => {
-      log(`${r.built ? 'built' : 'cached'}: ${dirname(r.apiserver)} (total ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-      console.log(dirname(r.apiserver));
-    })
-    .catch((err) => {
-      console.error(err instanceof Error ? err.message : err);
-      process.exit(1);
+let kubectlInProcess;
+
+/**
+ * Resolves with the path of kubectl (the version of the control plane; kustomize built in),
+ * building it first when it is not cached (~2-3 min cold). Independent of the control plane's
+ * build: its own cache folder and lock.
+ * @param {import('./build-binaries.d.mts').EnsureOptions} [opts]
+ */
+export function ensureKubectlBinary(opts = {}) {
+  kubectlInProcess ??= (async () => {
+    const recipe = kubectlRecipe();
+    const { dir, built } = await buildCached({
+      cacheRoot: CACHE_ROOT,
+      key: kubectlCacheKey(),
+      builds: [{ name: 'kubectl', cwd: join(TOOLS_DIR, recipe.dir), pkg: recipe.pkg, ldflags: recipe.ldflags, check: ['version', '--client'] }],
+      goEnv: GO_ENV,
+      info: { versions: { kubernetes: controlPlaneVersions().kubernetes }, recipe },
+      goMissing: /** @type {string} */ (kubectlMissingReason()),
+      timeoutMs: opts.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
+      log: opts.log,
     });
+    return { kubectl: join(dir, 'kubectl'), dir, built };
+  })().catch((err) => {
+    kubectlInProcess = undefined; // let a later call retry
+    throw err;
+  });
+  return kubectlInProcess;
 }
+
+// Standalone: `node test/harness/kube/build-binaries.mjs` (tools/k8s/build.sh): the control plane,
+// then kubectl; prints both folders.
+runIfMain(
+  import.meta.url,
+  'k8s-binaries',
+  async (opts) => ({ cp: await ensureControlPlaneBinaries(opts), kubectl: await ensureKubectlBinary(opts) }),
+  ({ cp, kubectl }) => ({ dirs: [dirname(cp.apiserver), kubectl.dir], built: cp.built || kubectl.built }),
+);

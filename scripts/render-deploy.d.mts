@@ -1,0 +1,2 @@
+export declare const DEPLOY_NAMESPACE: string;
+export declare function renderDeploy(helm: string): Promise<Map<string, string>>;
