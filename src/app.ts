@@ -121,8 +121,18 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
 
   let desiredState = new DesiredState([]);
   let started = false;
+  // The OpAMPBridge (auth, TLS, ports, limits) is read once; an edit is told, not silently ignored.
+  const bridgeText = (snap: ManifestSnapshot) => JSON.stringify(snap.bridge?.resource.spec ?? null);
+  const startedBridge = bridgeText(initial);
+  let lastBridge = startedBridge;
   function apply(snap: ManifestSnapshot): void {
     metrics.manifestErrors.set(snap.invalidFiles.length);
+    if (bridgeText(snap) !== lastBridge) {
+      lastBridge = bridgeText(snap);
+      if (lastBridge !== startedBridge) {
+        log.warn({ bridge: snap.bridge?.source ?? null }, 'The OpAMPBridge manifest changed; the bridge keeps serving with the one it started with (auth, TLS, endpoint, limits): restart it to apply the change');
+      }
+    }
     const before = secretMap;
     secretMap = new Map(snap.secrets.map((s) => [`${s.namespace}/${s.name}`, { data: s.data, version: hmacVersion(versionKey, s.data) }]));
     // Every value in the folder is scrubbed from what agents report, before anything is pushed.

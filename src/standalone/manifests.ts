@@ -269,7 +269,9 @@ const SecretManifest = z.object({
 }).loose();
 
 function zodIssues(where: string, err: z.ZodError): string[] {
-  return err.issues.map((i) => `${where}: ${i.path.length ? i.path.join('.') + ': ' : ''}${i.message}`);
+  // A bad map key says why (zod's own message is only "Invalid key in record").
+  const message = (i: z.core.$ZodIssue) => (i.code === 'invalid_key' && i.issues.length > 0 ? i.issues.map((k) => k.message).join('; ') : i.message);
+  return err.issues.map((i) => `${where}: ${i.path.length ? i.path.join('.') + ': ' : ''}${message(i)}`);
 }
 
 /** Parses one file's text (one or more YAML documents). Pure; exported for tests. */

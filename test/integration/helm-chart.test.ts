@@ -18,6 +18,7 @@ import { parseAllDocuments } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, AppsV1Api } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startOperator } from '../../src/kube/operator.js';
+import { MERGE_PATCH } from '../../src/kube/client.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 import { RawWsAgent, randomUid } from '../harness/raw-agent.js';
 import { ensureHelm, helmMissingReason } from '../harness/helm/binaries.js';
@@ -91,7 +92,7 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     // With a namespaceSelector the served resources move to the ClusterRole, namespaces included.
     const wide = await template('--set-json', 'bridge.spec.namespaceSelector={"matchLabels":{"team":"a"}}', '--set', 'serviceMonitor.enabled=true');
     const cr = wide.find((d) => d.kind === 'ClusterRole')!['rules'] as { resources: string[] }[];
-    expect(cr.flatMap((r) => r.resources).sort()).toEqual(['collectors', 'collectors/status', 'namespaces', 'pods', 'secrets', 'tokenreviews']);
+    expect(cr.flatMap((r) => r.resources).sort()).toEqual(['collectors', 'collectors/status', 'events', 'namespaces', 'pods', 'secrets', 'tokenreviews']);
     expect(wide.some((d) => d.kind === 'ServiceMonitor')).toBe(true);
   });
 
@@ -132,13 +133,16 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     expect(crds.stdout.trim()).toBe('customresourcedefinition.apiextensions.k8s.io/collectors.fleetbridge.dev');
   });
 
-  it('the operator needs no right the chart does not grant (RBAC on)', async () => {
-    const ns = await createTestNamespace(cp, 'helm-rbac');
-    // Secrets narrowed to the one the Collector lists: single-name watches are authorized by name.
-    await h(['install', 'fb', CHART, '--namespace', ns, '--kubeconfig', kubeconfig, '--set', 'bridge.spec.heartbeatIntervalSeconds=1', '--set', 'secrets.resourceNames={creds}']);
-    cleanups.push(() => h(['uninstall', 'fb', '--namespace', ns, '--kubeconfig', kubeconfig]));
+  /**
+   * Installs the chart into `release`, runs the operator with the chart's ServiceAccount token, and
+   * drives every kind of call it makes from a workload namespace `served` (read pods, Collectors and
+   * a Secret; write both statuses, the Lease and an Event). Any forbidden call fails.
+   */
+  async function operatorUnderChartRbac(release: string, served: string, set: string[]): Promise<void> {
+    await h(['install', 'fb', CHART, '--namespace', release, '--kubeconfig', kubeconfig, '--set', 'bridge.spec.heartbeatIntervalSeconds=1', ...set]);
+    cleanups.push(() => h(['uninstall', 'fb', '--namespace', release, '--kubeconfig', kubeconfig]));
     // Credentials of the chart's ServiceAccount, as the pod would have them.
-    const saToken = (await core.createNamespacedServiceAccountToken({ namespace: ns, name: 'fb-fleetbridge', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status!.token;
+    const saToken = (await core.createNamespacedServiceAccountToken({ namespace: release, name: 'fb-fleetbridge', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status!.token;
     const kc = new KubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: 'c', server: cp.server, caData: Buffer.from(cp.caCert).toString('base64') }],
@@ -146,30 +150,30 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
       contexts: [{ name: 'c', cluster: 'c', user: 'operator' }],
       currentContext: 'c',
     });
-    // What the workloads have: an agent pod, a labelled Secret, Collectors (one the agent fails).
-    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'agent' } } });
-    const p = await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'a', labels: { app: 'a' } }, spec: { serviceAccountName: 'agent', containers: [{ name: 'c', image: 'x' }] } } });
-    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'creds', labels: { 'fleetbridge.dev/config-secret': 'true' } }, stringData: { key: `v-${randomBytes(4).toString('hex')}` } } });
-    await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'c' }, spec: { selector: { matchLabels: { app: 'a' } }, secretRefs: [{ name: 'creds' }], config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:creds/key}' } } } } } } });
+    // What the workloads have: an agent pod, a labelled Secret, a Collector (which the agent fails).
+    await core.createNamespacedServiceAccount({ namespace: served, body: { metadata: { name: 'agent' } } });
+    const p = await core.createNamespacedPod({ namespace: served, body: { metadata: { name: 'a', labels: { app: 'a' } }, spec: { serviceAccountName: 'agent', containers: [{ name: 'c', image: 'x' }] } } });
+    await core.createNamespacedSecret({ namespace: served, body: { metadata: { name: 'creds', labels: { 'fleetbridge.dev/config-secret': 'true' } }, stringData: { key: `v-${randomBytes(4).toString('hex')}` } } });
+    await custom.createNamespacedCustomObject({ group: G, version: V, namespace: served, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'c' }, spec: { selector: { matchLabels: { app: 'a' } }, secretRefs: [{ name: 'creds' }], config: { exporters: { otlphttp: { endpoint: 'https://x.example', headers: { k: '${secret:creds/key}' } } } } } } });
 
     const lines: string[] = [];
     const logger = pino({ level: 'debug' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
-    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fleetbridge', logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'rbac-test' });
+    const op = await startOperator({ kc, namespace: release, bridgeName: 'fleetbridge', logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'rbac-test' });
     cleanups.push(() => op.stop());
-    const token = (await core.createNamespacedServiceAccountToken({ namespace: ns, name: 'agent', body: { spec: { audiences: ['fleetbridge'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'a', uid: p.metadata!.uid! } } } })).status!.token;
+    const token = (await core.createNamespacedServiceAccountToken({ namespace: served, name: 'agent', body: { spec: { audiences: ['fleetbridge'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'a', uid: p.metadata!.uid! } } } })).status!.token;
     const agent = await RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${token}` });
     cleanups.push(async () => agent.terminate());
     agent.send({ capabilities: C.ReportsStatus | C.AcceptsRemoteConfig | C.ReportsRemoteConfig, agentDescription: {}, remoteConfigStatus: {} });
     await vi.waitFor(() => expect(agent.received.some((m) => m.remoteConfig)).toBe(true), WAIT);
     const rc = agent.received.find((m) => m.remoteConfig)!.remoteConfig!;
     agent.send({ capabilities: C.ReportsStatus | C.AcceptsRemoteConfig | C.ReportsRemoteConfig, remoteConfigStatus: { lastRemoteConfigHash: rc.configHash, status: 3, errorMessage: 'rejected' } });
-    // Status of both kinds, the Lease and an Event: every write the operator makes.
+    // Status of both kinds, the Lease and an Event (in the Collector's namespace): every write it makes.
     await vi.waitFor(async () => {
-      const c = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', name: 'c' })) as { status?: { failed?: number } };
+      const c = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: served, plural: 'collectors', name: 'c' })) as { status?: { failed?: number } };
       expect(c.status?.failed).toBe(1);
-      const b = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', name: 'fleetbridge' })) as { status?: { agents?: { connected?: number } } };
+      const b = (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: release, plural: 'opampbridges', name: 'fleetbridge' })) as { status?: { agents?: { connected?: number } } };
       expect(b.status?.agents?.connected).toBe(1);
-      expect((await core.listNamespacedEvent({ namespace: ns })).items.some((e) => e.reason === 'ApplyFailed')).toBe(true);
+      expect((await core.listNamespacedEvent({ namespace: served })).items.some((e) => e.reason === 'ApplyFailed')).toBe(true);
     }, WAIT);
     expect(op.isLeader()).toBe(true);
     await op.settled();
@@ -177,5 +181,19 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     const forbidden = lines.filter((l) => /forbidden|\b403\b/i.test(l));
     expect(forbidden, forbidden.join('\n')).toEqual([]);
     expect(metrics).not.toMatch(/^fleetbridge_kube_api_errors_total\{[^}]*\} [1-9]/m);
+  }
+
+  it('the operator needs no right the chart does not grant (RBAC on), serving its own namespace', async () => {
+    const ns = await createTestNamespace(cp, 'helm-rbac');
+    // Secrets narrowed to the one the Collector lists: single-name watches are authorized by name.
+    await operatorUnderChartRbac(ns, ns, ['--set', 'secrets.resourceNames={creds}']);
+  });
+
+  it('the operator needs no right the chart does not grant (RBAC on), serving namespaces by selector', async () => {
+    const release = await createTestNamespace(cp, 'helm-rbac-wide');
+    const served = await createTestNamespace(cp, 'helm-rbac-team');
+    const team = `t${randomBytes(4).toString('hex')}`;
+    await core.patchNamespace({ name: served, body: { metadata: { labels: { 'fleetbridge-test/team': team } } } }, MERGE_PATCH);
+    await operatorUnderChartRbac(release, served, ['--set-json', `bridge.spec.namespaceSelector={"matchLabels":{"fleetbridge-test/team":"${team}"}}`]);
   });
 });

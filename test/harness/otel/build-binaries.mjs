@@ -24,6 +24,7 @@ import { hostname } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findGo, lockIsStale, pidAlive, run, tryLock } from '../go-build.mjs';
+export { findGo };
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const TOOLS_DIR = join(REPO_ROOT, 'tools', 'otel');

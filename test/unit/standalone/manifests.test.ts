@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseManifestText } from '../../../src/standalone/manifests.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ManifestDirectory, parseManifestText } from '../../../src/standalone/manifests.js';
 
 const good = `apiVersion: fleetbridge.dev/v1alpha1
 kind: Collector
@@ -63,5 +67,79 @@ describe('parseManifestText', () => {
     const r = parseManifestText('apiVersion: fleetbridge.dev/v1alpha1\nkind: OpAMPBridge\nmetadata: { name: b }\n', 'b.yaml');
     expect(r.issues).toEqual([]);
     expect(r.bridges[0]!.resource.spec).toMatchObject({ endpoint: { port: 4320, path: '/v1/opamp' }, heartbeatIntervalSeconds: 30 });
+  });
+});
+
+describe('Secret manifests', () => {
+  const b64 = (v: string) => Buffer.from(v).toString('base64');
+
+  it('decodes data, adds stringData (which wins on the same key), and defaults the namespace', () => {
+    const r = parseManifestText(
+      `apiVersion: v1\nkind: Secret\nmetadata: { name: creds }\ntype: Opaque\ndata: { a: ${b64('from-data')}, both: ${b64('data-side')} }\nstringData: { b: plain, both: string-side }\n---\n` +
+        'apiVersion: v1\nkind: Secret\nmetadata: { name: tls, namespace: ops }\ntype: kubernetes.io/tls\nstringData: { tls.crt: CERT, tls.key: KEY }\n',
+      's.yaml',
+    );
+    expect(r.issues).toEqual([]);
+    expect(r.skipped).toEqual([]);
+    expect(r.secrets).toEqual([
+      { namespace: 'default', name: 'creds', data: { a: 'from-data', both: 'string-side', b: 'plain' }, source: 's.yaml' },
+      { namespace: 'ops', name: 'tls', data: { 'tls.crt': 'CERT', 'tls.key': 'KEY' }, source: 's.yaml' },
+    ]);
+  });
+
+  it('reports bad base64, non-string values and bad keys by key, never with the value', () => {
+    const value = 'sup3r-s3cret-value';
+    const r = parseManifestText(
+      `apiVersion: v1\nkind: Secret\nmetadata: { name: a }\ndata: { k: "${value}!" }\n---\n` +
+        `apiVersion: v1\nkind: Secret\nmetadata: { name: b }\nstringData: { k: { nested: ${value} }, n: 42 }\n---\n` +
+        `apiVersion: v1\nkind: Secret\nmetadata: { name: c }\nstringData: { "bad key": ${value} }\n`,
+      'bad.yaml',
+    );
+    expect(r.secrets).toEqual([]);
+    expect(r.issues).toEqual([
+      'bad.yaml (document 1): Secret: data.k: must be base64 (or put the value in stringData)',
+      'bad.yaml (document 2): Secret: stringData.k: must be a string',
+      'bad.yaml (document 2): Secret: stringData.n: must be a string',
+      expect.stringMatching(/^bad\.yaml \(document 3\): Secret: stringData\.bad key: keys are letters, digits/),
+    ]);
+    expect(r.issues.join('\n')).not.toContain(value);
+  });
+
+  it('still skips other core kinds', () => {
+    const r = parseManifestText('apiVersion: v1\nkind: ConfigMap\nmetadata: { name: c }\ndata: { x: "not base64!" }\n', 'cm.yaml');
+    expect(r).toMatchObject({ issues: [], secrets: [], skipped: ['cm.yaml: ConfigMap (v1)'] });
+  });
+
+  it('gives Collectors their secretRefs, refuses references to other Secrets, and puts secretRefs in the revision', () => {
+    const collector = (refs: string) =>
+      `apiVersion: fleetbridge.dev/v1alpha1\nkind: Collector\nmetadata: { name: a }\nspec:\n  selector: {}\n${refs}  config: { exporters: { otlp: { headers: { k: "\${secret:creds/key}" } } } }\n`;
+    const withRefs = parseManifestText(collector('  secretRefs: [{ name: creds }]\n'), 'a.yaml');
+    expect(withRefs.issues).toEqual([]);
+    expect(withRefs.collectors[0]!.input.secretNames).toEqual(['creds']);
+    const without = parseManifestText(collector(''), 'a.yaml');
+    expect(without.issues).toEqual([expect.stringMatching(/^a\.yaml: Collector default\/a: spec\.config: .*references Secret creds, which is not listed in spec\.secretRefs/)]);
+    const extra = parseManifestText(collector('  secretRefs: [{ name: creds }, { name: other }]\n'), 'a.yaml');
+    expect(extra.collectors[0]!.input.revision).not.toBe(withRefs.collectors[0]!.input.revision);
+  });
+
+  it('keeps the last good version of a Secret file that turns bad, and reports a Secret defined twice', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-secrets-'));
+    const md = new ManifestDirectory({ dir, logger: pino({ level: 'silent' }) });
+    try {
+      await writeFile(join(dir, 'creds.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: { name: creds }\nstringData: { key: one }\n');
+      expect((await md.load()).secrets.map((x) => x.data)).toEqual([{ key: 'one' }]);
+      await writeFile(join(dir, 'creds.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: { name: creds }\ndata: { key: "two!" }\n');
+      await writeFile(join(dir, 'dup.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: { name: creds, namespace: default }\nstringData: { key: three }\n');
+      const snap = await md.load();
+      expect(snap.secrets.map((x) => [x.source, x.data])).toEqual([['creds.yaml', { key: 'one' }]]);
+      expect(snap.invalidFiles).toEqual([
+        { path: 'creds.yaml', issues: ['creds.yaml: Secret: data.key: must be base64 (or put the value in stringData)'] },
+        { path: 'dup.yaml', issues: ['Secret default/creds is also defined in creds.yaml; this definition is ignored (FB_MANIFEST_DUPLICATE)'] },
+      ]);
+      expect(JSON.stringify(snap.invalidFiles)).not.toMatch(/one|three/);
+    } finally {
+      await md.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
