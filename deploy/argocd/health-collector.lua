@@ -2,7 +2,7 @@
 -- Argo CD sets `obj` (the Collector as the API returns it); this returns {status=..., message=...}.
 -- Runs in Argo CD's Lua 5.1 sandbox: only the base and table libraries (no string, no math).
 -- Order: no status or a stale observedGeneration -> Progressing; ConfigValid=False -> Degraded;
--- Degraded=True (ApplyFailed, Drifted) -> Degraded; Progressing=True or applying > 0 ->
+-- Degraded=True (ApplyFailed, Drifted, MissingComponents) -> Degraded; Progressing=True or applying > 0 ->
 -- Progressing; Ready=True -> Healthy (also when no agent matches: nothing to do).
 local hs = {}
 

@@ -17,6 +17,24 @@ export interface ComponentHealthView {
   componentHealthMap: Record<string, ComponentHealthView>;
 }
 
+/** One entry of an agent's available components: its metadata and its sub-components by key. */
+export interface ComponentDetailsView {
+  /** E.g. `code.namespace`: the Go module (and version) a collector component comes from. */
+  metadata: Record<string, unknown>;
+  components: Record<string, ComponentDetailsView>;
+}
+
+/**
+ * The components an agent reports it can run (OpAMP `available_components`). A collector reports
+ * the kinds ("receivers", "processors", "exporters", "extensions", "connectors"), each with its
+ * component types ("otlp", "batch", ...) under `components`.
+ */
+export interface AvailableComponentsView {
+  /** Hex of the agent's hash of the list this is (the last full list it sent). */
+  hash: string;
+  components: Record<string, ComponentDetailsView>;
+}
+
 export interface AgentView {
   /** Canonical UUID string of the 16-byte instance_uid. */
   instanceUid: string;
@@ -64,6 +82,12 @@ export interface AgentView {
     errorMessage: string;
     /** True when reportedHash equals desiredHash and status is APPLIED. */
     inSync: boolean;
+    /**
+     * Component types the desired config uses that the agent's available components lack
+     * ("kind/type", e.g. "exporters/otlphttp"): the config is not pushed to it. Empty when none
+     * lack, or when the agent does not report its components.
+     */
+    missingComponents: string[];
   };
   /**
    * Whether the effective config the agent reports contains what was pushed (the pushed config is
@@ -72,7 +96,8 @@ export interface AgentView {
    */
   drift: { drifted: boolean; differences: string[] } | null;
   packageStatuses: unknown | null;
-  availableComponents: unknown | null;
+  /** The last full list of components the agent reported (agents with ReportsAvailableComponents), or null. */
+  availableComponents: AvailableComponentsView | null;
   customCapabilities: string[];
 }
 
@@ -80,8 +105,12 @@ export interface FailingAgentView {
   instanceUid: string;
   /** Pod (namespace/name) in Kubernetes mode, host name or uid in standalone mode. */
   name: string;
-  /** ApplyFailed: the agent reported FAILED; InvalidConfig: its merged config is held back; Drifted: it runs something else than it applied. */
-  reason: 'ApplyFailed' | 'InvalidConfig' | 'Drifted';
+  /**
+   * ApplyFailed: the agent reported FAILED; InvalidConfig: its merged config is held back;
+   * MissingComponents: the config uses component types the agent reports it lacks (not pushed);
+   * Drifted: it runs something else than it applied.
+   */
+  reason: 'ApplyFailed' | 'InvalidConfig' | 'MissingComponents' | 'Drifted';
   message: string;
 }
 

@@ -4,7 +4,7 @@
  * status must stay small at 10,000 agents.
  */
 import type { CollectorStatusCounts, FailingAgentView } from '../api/views.js';
-import { configState } from '../fleet/fleet.js';
+import { configFailure, configState } from '../fleet/fleet.js';
 import type { AgentRecord } from '../fleet/agent.js';
 import { heldIssue } from '../render/index.js';
 import type { Condition } from '../schema/v1alpha1/index.js';
@@ -36,10 +36,8 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
       else if (state === 'applying') s.applying++;
       else if (state === 'failed') {
         s.failed++;
-        if (s.failing.length < MAX_FAILING_LISTED) {
-          const message = d.issues.length > 0 ? `merged config is invalid: ${d.issues.join('; ')}` : rec.reported.errorMessage || 'apply failed';
-          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: d.issues.length > 0 ? 'InvalidConfig' : 'ApplyFailed', message });
-        }
+        const f = configFailure(rec);
+        if (f && s.failing.length < MAX_FAILING_LISTED) s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: f.reason, message: f.message });
       }
       if (rec.health) {
         if (rec.health.healthy) s.healthy++;
@@ -112,16 +110,19 @@ export function buildCollectorStatus(input: {
     g,
     now,
   );
-  const firstFailure = c.failing.find((f) => f.reason !== 'Drifted');
+  const failures = c.failing.filter((f) => f.reason !== 'Drifted');
+  const firstFailure = failures[0];
   const firstDrift = c.failing.find((f) => f.reason === 'Drifted');
+  // Agents that lack components were never sent the config: said as such when that is every listed failure.
+  const onlyMissing = failures.length > 0 && failures.every((f) => f.reason === 'MissingComponents');
   conds = setCondition(
     conds,
     c.failed > 0
       ? {
           type: ConditionType.Degraded,
           status: 'True',
-          reason: Reason.ApplyFailed,
-          message: `${c.failed} of ${c.matched} agents failed to apply the config${firstFailure ? `; ${firstFailure.name}: ${firstFailure.message}` : ''}`,
+          reason: onlyMissing ? Reason.MissingComponents : Reason.ApplyFailed,
+          message: `${c.failed} of ${c.matched} agents ${onlyMissing ? 'lack components the config uses' : 'failed to apply the config'}${firstFailure ? `; ${firstFailure.name}: ${firstFailure.message}` : ''}`,
         }
       : c.drifted > 0
         ? {
@@ -136,6 +137,7 @@ export function buildCollectorStatus(input: {
   );
   let ready: ConditionInput;
   if (!valid) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidConfig, message: 'The config is invalid' };
+  else if (c.failed > 0 && onlyMissing) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.MissingComponents, message: `${c.failed} agents lack components the config uses` };
   else if (c.failed > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `${c.failed} agents failed to apply the config` };
   else if (c.drifted > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Drifted, message: `${c.drifted} agents drifted from the pushed config` };
   else if (c.applying > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Applying, message: `${c.applied} of ${c.matched} agents applied the config` };

@@ -20,6 +20,8 @@ export const Reason = {
   Applying: 'Applying',
   Complete: 'Complete',
   ApplyFailed: 'ApplyFailed',
+  /** The config uses component types some agents report they lack: it is not pushed to them. */
+  MissingComponents: 'MissingComponents',
   NoFailures: 'NoFailures',
   Drifted: 'Drifted',
   Serving: 'Serving',

@@ -5,7 +5,7 @@ import type {
   ComponentHealth,
   KeyValue,
 } from '../opamp/messages.js';
-import type { ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
+import type { AvailableComponentsView, ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
 import { toDecimalString } from '../opamp/messages.js';
 import type { AgentConnection, VerifiedIdentity } from '../opamp/connection.js';
 
@@ -38,7 +38,17 @@ export interface AgentRecord {
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;
   reported: { hash: string | null; status: RemoteConfigState; errorMessage: string };
   packageStatuses: unknown | null;
-  availableComponents: unknown | null;
+  /** The last full list of components the agent reported (with the hash it had then), or null. */
+  availableComponents: AvailableComponentsView | null;
+  /** The available-components hash the agent reported last (with or without the list), or null. */
+  componentsHash: string | null;
+  /**
+   * When the server last asked for the full list (ServerToAgent flag ReportAvailableComponents):
+   * for which reported hash ("" for none), first and last time, on which connection.
+   */
+  componentsRequested: { hash: string; firstAt: number; at: number; connectionId: number | null } | null;
+  /** "kind/type" the desired config uses and the agent's current component list lacks; [] when none or not judged. */
+  missingComponents: string[];
   customCapabilities: string[];
   /** What the agent should run; null when nothing matches it (nothing is sent then). */
   desired: RenderedConfig | null;

@@ -25,7 +25,8 @@ import type { DesiredState, RenderedConfig } from '../render/index.js';
 import { Redactor } from '../render/secrets.js';
 import type { CredentialPolicy } from '../opamp/bearer-auth.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { AgentView, RemoteConfigState } from '../api/views.js';
+import type { AgentView, AvailableComponentsView, ComponentDetailsView, RemoteConfigState } from '../api/views.js';
+import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
 import {
   attributeIdentity,
   describe,
@@ -99,6 +100,8 @@ export class Fleet {
   #desired: DesiredState | null = null;
   readonly #driftKey = new Map<string, string>();
   readonly #desiredParsed = new Map<string, unknown>();
+  /** "kind/type" of the components each desired config (by hash) defines. */
+  readonly #usedComponents = new Map<string, string[]>();
   readonly #listeners = new Set<() => void>();
 
   constructor(opts: FleetOptions) {
@@ -225,7 +228,7 @@ export class Fleet {
     }
     if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus);
     if (msg.packageStatuses != null) rec.packageStatuses = packageStatusesView(msg.packageStatuses, clean);
-    if (msg.availableComponents != null) rec.availableComponents = availableComponentsView(msg.availableComponents);
+    if (msg.availableComponents != null) this.#recordComponents(rec, msg.availableComponents);
     if (msg.customCapabilities != null) rec.customCapabilities = [...(msg.customCapabilities.capabilities ?? [])];
     if (msg.connectionSettingsStatus != null) {
       const st = msg.connectionSettingsStatus;
@@ -262,7 +265,9 @@ export class Fleet {
       this.#computeDesired(rec);
     }
     if (descriptionChanged || isNew || msg.effectiveConfig != null || msg.remoteConfigStatus != null) this.#judgeDrift(rec);
+    this.#judgeComponents(rec);
     if (fullState) response.flags = ServerToAgentFlags.ReportFullState;
+    this.#maybeRequestComponents(rec, conn, response, now);
     // After asking for full state, wait for the agent's config status before offering config, so
     // an agent that already runs the desired config is not sent it again.
     const knowsReported = msg.remoteConfigStatus != null || !fullState;
@@ -311,6 +316,7 @@ export class Fleet {
       if (rec.description) this.#resolveIdentity(rec);
       this.#computeDesired(rec);
       this.#judgeDrift(rec);
+      this.#judgeComponents(rec);
       if ((rec.desired?.hashHex ?? null) === before) continue;
       const conn = rec.connection;
       if (!rec.connected || !conn?.send) continue;
@@ -442,6 +448,7 @@ export class Fleet {
         status: rec.reported.status,
         errorMessage: rec.reported.errorMessage,
         inSync: desiredHash !== null && rec.reported.hash === desiredHash && rec.reported.status === 'APPLIED',
+        missingComponents: rec.missingComponents,
       },
       drift: rec.drift,
       packageStatuses: rec.packageStatuses,
@@ -473,6 +480,9 @@ export class Fleet {
       reported: { hash: null, status: 'UNSET', errorMessage: '' },
       packageStatuses: null,
       availableComponents: null,
+      componentsHash: null,
+      componentsRequested: null,
+      missingComponents: [],
       customCapabilities: [],
       desired: null,
       offered: null,
@@ -565,6 +575,9 @@ export class Fleet {
     if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return false;
     if (rec.reported.hash === d.hashHex) return false;
     if (rec.failedHash === d.hashHex) return false;
+    // A config naming component types the agent lacks would only fail (or stop its collector).
+    if (rec.missingComponents.length > 0) return false;
+    if (this.#awaitingComponents(rec, now)) return false;
     const connectionId = conn.send ? conn.id : null;
     const o = rec.offered;
     if (o && o.hash === d.hashHex && o.connectionId === connectionId && now - o.at < this.#opts.offerRetryMs) return false;
@@ -575,7 +588,91 @@ export class Fleet {
     rec.offered = { hash: d.hashHex, at: now, connectionId };
     this.#metrics.configPushes.inc({ transport: conn.transport });
     this.#log.info({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
+    if (hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) && !componentsKnown(rec)) {
+      this.#log.warn({ instanceUid: rec.uid, configHash: d.hashHex }, 'Sent remote config without checking components: the agent did not send the list it was asked for');
+    }
     return true;
+  }
+
+  /**
+   * Stores what the agent says about its components. A message with only the hash (what opamp-go
+   * sends on connect and in full state) keeps the stored list when the hash is the same; a new
+   * hash makes the stored list stale until the agent sends the new one.
+   */
+  #recordComponents(rec: AgentRecord, a: NonNullable<AgentToServer['availableComponents']>): void {
+    const view = availableComponentsView(a);
+    rec.componentsHash = view.hash;
+    // proto3 maps have no presence: an empty map is "only the hash".
+    if (Object.keys(view.components).length > 0) {
+      rec.availableComponents = view;
+      rec.componentsRequested = null;
+    }
+  }
+
+  /**
+   * Sets ServerToAgent flag ReportAvailableComponents when the agent has the capability and the
+   * server lacks the list for the hash it reports: once per hash and connection, and again only
+   * after offerRetryMs if the agent has not answered (not on every message).
+   */
+  #maybeRequestComponents(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number): void {
+    if (!hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) || componentsKnown(rec)) return;
+    const hash = rec.componentsHash ?? '';
+    const connectionId = conn.send ? conn.id : null;
+    const r = rec.componentsRequested;
+    if (r && r.hash === hash && r.connectionId === connectionId && now - r.at < this.#opts.offerRetryMs) return;
+    msg.flags = toNumber(msg.flags) | ServerToAgentFlags.ReportAvailableComponents;
+    rec.componentsRequested = { hash, firstAt: r && r.hash === hash ? r.firstAt : now, at: now, connectionId };
+    this.#log.debug({ instanceUid: rec.uid, componentsHash: hash }, 'Asked the agent for its available components');
+  }
+
+  /**
+   * True while a config is held for an agent that was asked for its components and has not sent
+   * them yet (bounded by offerRetryMs from the first request for this hash; then it is treated
+   * like an agent that does not report components).
+   */
+  #awaitingComponents(rec: AgentRecord, now: number): boolean {
+    if (!hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) || componentsKnown(rec)) return false;
+    const r = rec.componentsRequested;
+    return r !== null && r.hash === (rec.componentsHash ?? '') && now - r.firstAt < this.#opts.offerRetryMs;
+  }
+
+  /**
+   * Which component types of the desired config the agent lacks, judged only against the list
+   * for the hash it reports now, for agents that accept remote config and do not already run it.
+   */
+  #judgeComponents(rec: AgentRecord): void {
+    const d = rec.desired;
+    const list = rec.availableComponents;
+    let missing: string[] = [];
+    if (
+      d &&
+      d.issues.length === 0 &&
+      list &&
+      componentsKnown(rec) &&
+      hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig) &&
+      !(rec.reported.hash === d.hashHex && rec.reported.status === 'APPLIED')
+    ) {
+      missing = missingComponents(this.#componentsOf(d), list.components) ?? [];
+    }
+    const before = rec.missingComponents;
+    if (missing.join('\n') !== before.join('\n')) {
+      if (missing.length > 0) {
+        this.#log.warn({ instanceUid: rec.uid, configHash: d?.hashHex, collectors: d?.collectors, missing }, 'Remote config not sent: the agent lacks components it uses');
+      } else {
+        this.#log.info({ instanceUid: rec.uid, configHash: d?.hashHex ?? null }, 'The agent no longer lacks components of its config');
+      }
+    }
+    rec.missingComponents = missing;
+  }
+
+  #componentsOf(d: RenderedConfig): string[] {
+    let used = this.#usedComponents.get(d.hashHex);
+    if (used === undefined) {
+      used = componentsUsed(parseConfigBody(d.body.toString('utf8')));
+      if (this.#usedComponents.size > 1000) this.#usedComponents.clear();
+      this.#usedComponents.set(d.hashHex, used);
+    }
+    return used;
   }
 
   /**
@@ -653,8 +750,24 @@ export function configState(rec: AgentRecord): 'applied' | 'applying' | 'failed'
   if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return 'readonly';
   if (d.issues.length > 0) return 'failed';
   if (rec.failedHash === d.hashHex || (rec.reported.hash === d.hashHex && rec.reported.status === 'FAILED')) return 'failed';
+  if (rec.missingComponents.length > 0) return 'failed';
   if (rec.reported.hash === d.hashHex && rec.reported.status === 'APPLIED') return 'applied';
   return 'applying';
+}
+
+/** Why an agent counts as failed (configState 'failed'), or null when it does not. */
+export function configFailure(rec: AgentRecord): { reason: 'InvalidConfig' | 'MissingComponents' | 'ApplyFailed'; message: string } | null {
+  const d = rec.desired;
+  if (!d || configState(rec) !== 'failed') return null;
+  if (d.issues.length > 0) return { reason: 'InvalidConfig', message: `merged config is invalid: ${d.issues.join('; ')}` };
+  // Said first even when the agent also reported FAILED for it: it says what to fix.
+  if (rec.missingComponents.length > 0) return { reason: 'MissingComponents', message: missingComponentsMessage(rec.missingComponents) };
+  return { reason: 'ApplyFailed', message: rec.reported.errorMessage || 'apply failed' };
+}
+
+/** Whether the stored component list is the one for the hash the agent reports now. */
+export function componentsKnown(rec: AgentRecord): boolean {
+  return rec.availableComponents !== null && rec.availableComponents.hash === rec.componentsHash;
 }
 
 function errorResponse(uid: Uint8Array, type: number, message: string): ServerToAgentProps {
@@ -676,15 +789,15 @@ function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>, c
 
 type ComponentDetails = { metadata?: Parameters<typeof keyValuesToObject>[0]; subComponentMap?: Record<string, ComponentDetails> | null };
 
-function componentsView(map: Record<string, ComponentDetails> | null | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+function componentsView(map: Record<string, ComponentDetails> | null | undefined): Record<string, ComponentDetailsView> {
+  const out: Record<string, ComponentDetailsView> = {};
   for (const [k, v] of Object.entries(map ?? {})) {
     out[k] = { metadata: keyValuesToObject(v.metadata), components: componentsView(v.subComponentMap) };
   }
   return out;
 }
 
-function availableComponentsView(a: NonNullable<AgentToServer['availableComponents']>): unknown {
+function availableComponentsView(a: NonNullable<AgentToServer['availableComponents']>): AvailableComponentsView {
   return {
     hash: a.hash ? Buffer.from(a.hash).toString('hex') : '',
     components: componentsView(a.components as Record<string, ComponentDetails> | null | undefined),

@@ -294,6 +294,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       const problems = new Map(fleetCounts.failing.map((f) => [`${f.reason}\n${f.message}`, f] as const));
       for (const f of problems.values()) {
         if (f.reason === 'Drifted') void events.record(ref, 'Warning', Reason.Drifted, `Agent ${f.message}`);
+        else if (f.reason === 'MissingComponents') void events.record(ref, 'Warning', Reason.MissingComponents, `Config ${hash?.slice(0, 12) ?? ''} is not pushed to agents that lack components it uses: ${f.message}`);
         else void events.record(ref, 'Warning', Reason.ApplyFailed, `Agents failed to apply config ${hash?.slice(0, 12) ?? ''}: ${f.message}`);
       }
     }

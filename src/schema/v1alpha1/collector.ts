@@ -53,7 +53,7 @@ export type CollectorSpec = z.infer<typeof CollectorSpec>;
 export const FailingAgent = z.object({
   instanceUid: z.string(),
   name: z.string(),
-  reason: z.enum(['ApplyFailed', 'InvalidConfig', 'Drifted']).optional(),
+  reason: z.enum(['ApplyFailed', 'InvalidConfig', 'MissingComponents', 'Drifted']).optional(),
   message: z.string(),
 });
 

@@ -46,3 +46,18 @@ describe('buildCollectorStatus', () => {
     expect(cond(c, 'ConfigValid').lastTransitionTime).toBe('2026-11-25T10:00:00Z');
   });
 });
+
+describe('buildCollectorStatus: agents that lack components', () => {
+  it('is Degraded with reason MissingComponents when that is every failure, ApplyFailed when mixed', () => {
+    const missing = { instanceUid: 'u1', name: 'ns/pod-a', reason: 'MissingComponents' as const, message: 'the agent lacks exporters/otlphttp' };
+    const counts = { ...emptyStatus(), matched: 2, applied: 1, failed: 1, failing: [missing] };
+    const s = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts, previous: undefined, now: t0 });
+    expect(cond(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'MissingComponents', message: '1 of 2 agents lack components the config uses; ns/pod-a: the agent lacks exporters/otlphttp' });
+    expect(cond(s, 'Ready')).toMatchObject({ status: 'False', reason: 'MissingComponents', message: '1 agents lack components the config uses' });
+    expect(s.failingAgents).toEqual([missing]);
+    const mixed = { ...counts, failed: 2, matched: 3, failing: [missing, { instanceUid: 'u2', name: 'ns/pod-b', reason: 'ApplyFailed' as const, message: 'boom' }] };
+    const m = buildCollectorStatus({ generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, counts: mixed, previous: undefined, now: t0 });
+    expect(cond(m, 'Degraded')).toMatchObject({ reason: 'ApplyFailed' });
+    expect(cond(m, 'Ready')).toMatchObject({ reason: 'ApplyFailed' });
+  });
+});

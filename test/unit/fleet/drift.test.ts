@@ -48,4 +48,12 @@ describe('configDifferences', () => {
       'service.pipelines.logs.processors: expected ["attributes","batch"], found ["batch"]',
     ]);
   });
+
+  it('does not count a scalar the collector left out as drift (it omits zero values), but does a changed one', () => {
+    const want = { exporters: { debug: { verbosity: 'basic' } } };
+    expect(configDifferences(want, { exporters: { debug: {} } })).toEqual([]);
+    expect(configDifferences(want, { exporters: { debug: { verbosity: 'detailed' } } })).toEqual(['exporters.debug.verbosity: expected "basic", found "detailed"']);
+    // A whole component (a map) that is missing still is.
+    expect(configDifferences(want, { exporters: {} })).toEqual(['exporters.debug: missing']);
+  });
 });

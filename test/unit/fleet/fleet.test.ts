@@ -439,3 +439,187 @@ describe('Fleet: connection-settings offers on reconnect', () => {
     expect(f.handleMessage(wsConn(), msg({ instanceUid: uid(60), sequenceNum: 0, capabilities: caps, agentDescription: desc({}) })).connectionSettings?.opamp?.heartbeatIntervalSeconds).toBe(5);
   });
 });
+
+describe('Fleet: available components and config compatibility', () => {
+  const CC = CAPS | C.ReportsAvailableComponents;
+  const REPORT_AC = 0x2;
+  const FULL_STATE = 0x1;
+  const pipelineCfg = (exporter: string) => ({
+    receivers: { otlp: { protocols: { http: {} } } },
+    processors: { batch: {} },
+    exporters: { [exporter]: {} },
+    service: { pipelines: { logs: { receivers: ['otlp'], processors: ['batch'], exporters: [exporter] } } },
+  });
+  /** Like the collector's opamp extension: every kind, with the types it was built with. */
+  const components = (kinds: Record<string, string[]>) =>
+    Object.fromEntries(
+      Object.entries(kinds).map(([kind, types]) => [
+        kind,
+        { subComponentMap: Object.fromEntries(types.map((t) => [t, { metadata: [{ key: 'code.namespace', value: { stringValue: `example.com/${t} v0.145.0` } }] }])) },
+      ]),
+    );
+  const OURS = { receivers: ['otlp', 'nop'], processors: ['batch', 'attributes'], exporters: ['debug', 'file', 'nop'], extensions: ['opamp'], connectors: [] };
+  const WITH_OTLPHTTP = { ...OURS, exporters: [...OURS.exporters, 'otlphttp'] };
+  const H1 = Buffer.alloc(32, 1);
+  const H2 = Buffer.alloc(32, 2);
+  const flagsOf = (r: ServerToAgentProps) => Number(r.flags ?? 0);
+
+  function fleetWith(exporter: string, opts: { now?: () => number; offerRetryMs?: number } = {}) {
+    const f = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), ...opts });
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, pipelineCfg(exporter))]));
+    return f;
+  }
+
+  it('asks an agent that sent only the hash for its components once, holds the config until they come, then pushes', () => {
+    const f = fleetWith('debug');
+    const conn = wsConn();
+    const r0 = f.handleMessage(conn, msg({ instanceUid: uid(70), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1 } }));
+    expect(flagsOf(r0)).toBe(REPORT_AC);
+    expect(r0.remoteConfig).toBeUndefined();
+    // Not asked again on every message for the same hash.
+    const r1 = f.handleMessage(conn, msg({ instanceUid: uid(70), sequenceNum: 1, capabilities: CC }));
+    expect(flagsOf(r1)).toBe(0);
+    expect(r1.remoteConfig).toBeUndefined();
+    const rec = f.get(uidToString(uid(70)))!;
+    expect(f.view(rec).remoteConfig.missingComponents).toEqual([]);
+    const r2 = f.handleMessage(conn, msg({ instanceUid: uid(70), sequenceNum: 2, capabilities: CC, availableComponents: { hash: H1, components: components(OURS) } }));
+    expect(flagsOf(r2)).toBe(0);
+    expect(r2.remoteConfig).toBeDefined();
+    const v = f.view(rec);
+    expect(v.availableComponents?.hash).toBe(H1.toString('hex'));
+    expect(Object.keys(v.availableComponents!.components).sort()).toEqual(['connectors', 'exporters', 'extensions', 'processors', 'receivers']);
+    expect(v.availableComponents!.components['exporters']!.components['debug']!.metadata).toEqual({ 'code.namespace': 'example.com/debug v0.145.0' });
+    expect(v.remoteConfig.missingComponents).toEqual([]);
+  });
+
+  it('keeps the list when later messages carry only the same hash, and asks again when the hash changes', () => {
+    const f = fleetWith('debug');
+    const conn = wsConn();
+    f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components(OURS) } }));
+    const rec = f.get(uidToString(uid(71)))!;
+    expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 1, capabilities: CC, availableComponents: { hash: H1 } })))).toBe(0);
+    expect(rec.availableComponents?.components['receivers']?.components['otlp']).toBeDefined();
+    // A new binary: new hash, list not sent.
+    expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 2, capabilities: CC, availableComponents: { hash: H2 } })))).toBe(REPORT_AC);
+    expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 3, capabilities: CC })))).toBe(0);
+    // On a new connection (the request may have been lost with the old one) it is asked again.
+    expect(flagsOf(f.handleMessage(wsConn(), msg({ instanceUid: uid(71), sequenceNum: 4, capabilities: CC })))).toBe(REPORT_AC);
+    f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 5, capabilities: CC, availableComponents: { hash: H2, components: components(WITH_OTLPHTTP) } }));
+    expect(rec.availableComponents?.hash).toBe(H2.toString('hex'));
+    expect(rec.componentsRequested).toBeNull();
+  });
+
+  it('does not push a config naming types the agent lacks, reports it failed with MissingComponents, and pushes once the desired config fits', async () => {
+    const { configFailure, configState } = await import('../../../src/fleet/fleet.js');
+    const { aggregateCollectorStatus } = await import('../../../src/controller/collector-status.js');
+    const f = fleetWith('otlphttp');
+    const conn = wsConn();
+    f.handleMessage(conn, msg({ instanceUid: uid(72), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge', 'host.name': 'edge-72' }), remoteConfigStatus: {}, availableComponents: { hash: H1 } }));
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(72), sequenceNum: 1, capabilities: CC, availableComponents: { hash: H1, components: components({ ...OURS, processors: ['attributes'] }) } }));
+    expect(r.remoteConfig).toBeUndefined();
+    const rec = f.get(uidToString(uid(72)))!;
+    expect(configState(rec)).toBe('failed');
+    expect(configFailure(rec)).toEqual({ reason: 'MissingComponents', message: 'the agent lacks exporters/otlphttp, processors/batch' });
+    const v = f.view(rec);
+    expect(v.remoteConfig.missingComponents).toEqual(['exporters/otlphttp', 'processors/batch']);
+    expect(v.remoteConfig.desiredHash).not.toBeNull();
+    expect(v.remoteConfig.inSync).toBe(false);
+    const st = aggregateCollectorStatus(f.records()).get('default/edge')!;
+    expect(st).toMatchObject({ matched: 1, failed: 1, applying: 0 });
+    expect(st.failing).toEqual([{ instanceUid: rec.uid, name: 'edge-72', reason: 'MissingComponents', message: 'the agent lacks exporters/otlphttp, processors/batch' }]);
+    // Heartbeats do not push it either.
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(72), sequenceNum: 2, capabilities: CC })).remoteConfig).toBeUndefined();
+    // The desired config changes to types it has: pushed at once over the WebSocket.
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { ...pipelineCfg('debug'), processors: { attributes: { actions: [] } }, service: { pipelines: { logs: { receivers: ['otlp'], processors: ['attributes'], exporters: ['debug'] } } } })]));
+    expect(conn.sent).toHaveLength(1);
+    expect(conn.sent[0]!.remoteConfig).toBeDefined();
+    expect(rec.missingComponents).toEqual([]);
+    expect(configState(rec)).toBe('applying');
+  });
+
+  it('pushes when the agent later reports components that include every type (a new build)', () => {
+    const f = fleetWith('otlphttp');
+    const conn = wsConn();
+    f.handleMessage(conn, msg({ instanceUid: uid(73), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components(OURS) } }));
+    expect(f.get(uidToString(uid(73)))!.missingComponents).toEqual(['exporters/otlphttp']);
+    // The agent restarts with another binary: hash only at first, then the list when asked.
+    const c2 = wsConn();
+    const a = f.handleMessage(c2, msg({ instanceUid: uid(73), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H2 } }));
+    // (sequence_num restarted at 0 on a known uid: full state is asked for too.)
+    expect(flagsOf(a)).toBe(FULL_STATE | REPORT_AC);
+    expect(a.remoteConfig).toBeUndefined();
+    const b = f.handleMessage(c2, msg({ instanceUid: uid(73), sequenceNum: 1, capabilities: CC, remoteConfigStatus: {}, availableComponents: { hash: H2, components: components(WITH_OTLPHTTP) } }));
+    expect(b.remoteConfig).toBeDefined();
+    expect(f.view(f.get(uidToString(uid(73)))!).remoteConfig.missingComponents).toEqual([]);
+  });
+
+  it('gives agents that do not report components the config as before, without asking', () => {
+    const f = fleetWith('otlphttp');
+    const r = f.handleMessage(wsConn(), msg({ instanceUid: uid(74), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    expect(flagsOf(r)).toBe(0);
+    expect(r.remoteConfig).toBeDefined();
+    expect(f.view(f.get(uidToString(uid(74)))!).remoteConfig.missingComponents).toEqual([]);
+  });
+
+  it('does not judge a report without any collector kind, and waits for an unanswered request only offerRetryMs', () => {
+    let now = 1_000_000;
+    const f = fleetWith('otlphttp', { now: () => now, offerRetryMs: 60_000 });
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(75), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components({ plugins: ['x'] }) } }));
+    expect(r.remoteConfig).toBeDefined();
+
+    const conn2 = wsConn();
+    expect(flagsOf(f.handleMessage(conn2, msg({ instanceUid: uid(76), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1 } })))).toBe(REPORT_AC);
+    now += 30_000;
+    const held = f.handleMessage(conn2, msg({ instanceUid: uid(76), sequenceNum: 1, capabilities: CC }));
+    expect(held.remoteConfig).toBeUndefined();
+    expect(flagsOf(held)).toBe(0);
+    now += 31_000;
+    // The agent never answered: asked again, and no longer held (treated like one that does not report).
+    const late = f.handleMessage(conn2, msg({ instanceUid: uid(76), sequenceNum: 2, capabilities: CC }));
+    expect(flagsOf(late)).toBe(REPORT_AC);
+    expect(late.remoteConfig).toBeDefined();
+  });
+
+  it('asks an HTTP agent once per hash, not on every poll', () => {
+    const f = fleetWith('debug');
+    expect(flagsOf(f.handleMessage(httpConn(), msg({ instanceUid: uid(77), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1 } })))).toBe(REPORT_AC);
+    expect(flagsOf(f.handleMessage(httpConn(), msg({ instanceUid: uid(77), sequenceNum: 1, capabilities: CC })))).toBe(0);
+    const r = f.handleMessage(httpConn(), msg({ instanceUid: uid(77), sequenceNum: 2, capabilities: CC, availableComponents: { hash: H1, components: components(OURS) } }));
+    expect(r.remoteConfig).toBeDefined();
+  });
+
+  it('asks for components with full state after a server restart, and does not push before both arrive', () => {
+    const f = fleetWith('debug');
+    const conn = wsConn();
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(78), sequenceNum: 17, capabilities: CC }));
+    expect(flagsOf(r)).toBe(FULL_STATE | REPORT_AC);
+    expect(r.remoteConfig).toBeUndefined();
+    const full = f.handleMessage(conn, msg({ instanceUid: uid(78), sequenceNum: 18, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components(OURS) } }));
+    expect(flagsOf(full)).toBe(0);
+    expect(full.remoteConfig).toBeDefined();
+  });
+
+  it('keeps the FAILED rule: a failed hash is not re-pushed when the agent reports matching components', () => {
+    const f = fleetWith('debug');
+    const conn = wsConn();
+    // Pushed to an agent that does not report components, then it fails...
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(79), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    f.handleMessage(conn, msg({ instanceUid: uid(79), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.FAILED, errorMessage: 'boom' } }));
+    // ...and then reports components, all present.
+    const again = f.handleMessage(conn, msg({ instanceUid: uid(79), sequenceNum: 2, capabilities: CC, availableComponents: { hash: H1, components: components(OURS) } }));
+    expect(again.remoteConfig).toBeUndefined();
+    expect(f.view(f.get(uidToString(uid(79)))!).remoteConfig.status).toBe('FAILED');
+  });
+
+  it('does not count an agent that runs the desired config as lacking components', async () => {
+    const { configState } = await import('../../../src/fleet/fleet.js');
+    const f = fleetWith('otlphttp');
+    const conn = wsConn();
+    const desired = f.handleMessage(conn, msg({ instanceUid: uid(80), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+    f.handleMessage(conn, msg({ instanceUid: uid(80), sequenceNum: 1, capabilities: CC, remoteConfigStatus: { lastRemoteConfigHash: desired.remoteConfig!.configHash, status: RCS.APPLIED }, availableComponents: { hash: H1, components: components(OURS) } }));
+    const rec = f.get(uidToString(uid(80)))!;
+    expect(rec.missingComponents).toEqual([]);
+    expect(configState(rec)).toBe('applied');
+  });
+});
