@@ -156,6 +156,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
         (which === 'opamp' ? opamp : admin).setTls(m);
         log.info({ endpoint: which }, 'Reloaded TLS certificates');
         if (which === 'opamp' && changed(caName)) fleet.closeConnections((c) => c.verified?.method === 'mtls', 'client CA changed');
+        if (which === 'opamp') fleet.reofferConnectionSettings(); // offers carry the serving CA (ca.crt)
       } catch (err) {
         log.error({ endpoint: which, err: (err as Error).message }, 'Cannot reload TLS certificates; serving the previous ones');
       }

@@ -59,7 +59,7 @@ export interface AgentRecord {
   /** Whether the effective config the agent reports contains what was pushed; null when not judged. */
   drift: { drifted: boolean; differences: string[] } | null;
   /** Hash of the connection settings offered to this agent instance, and on which connection. */
-  offeredSettings: { hash: string; connectionId: number | null; at: number } | null;
+  offeredSettings: { hash: string; connectionId: number | null; at: number; epoch: number } | null;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
   connectionSettingsStatus: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
 }

@@ -96,6 +96,8 @@ export class Fleet {
    * health) before it is stored: what is stored is what logs, status, events and the API show.
    */
   readonly redactor = new Redactor();
+  /** Bumped when what connection-settings offers are made of may have changed (see reofferConnectionSettings). */
+  #settingsEpoch = 0;
   readonly #identity: IdentityResolver;
   #desired: DesiredState | null = null;
   readonly #driftKey = new Map<string, string>();
@@ -337,6 +339,8 @@ export class Fleet {
    * rotated bearer token); HTTP agents get theirs with their next poll. Returns how many were sent.
    */
   reofferConnectionSettings(): number {
+    // What offers are made of (credentials, telemetry destinations, CA) may have changed.
+    this.#settingsEpoch++;
     let sent = 0;
     for (const rec of this.#agents.values()) {
       const conn = rec.connection;
@@ -683,6 +687,10 @@ export class Fleet {
    * changes, or when the agent may have forgotten it (a new connection or a full-state request).
    */
   #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean, now = this.#opts.now()): void {
+    // Hot path (every heartbeat): nothing can have changed for an agent offered the current
+    // settings on this very connection, unless it may have forgotten them.
+    const last = rec.offeredSettings;
+    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && last.connectionId === conn.id) return;
     const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
     const parts: unknown[] = [];
     if (hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) {
@@ -709,7 +717,6 @@ export class Fleet {
     if (parts.length === 0) return;
     const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
     const hashHex = hash.toString('hex');
-    const last = rec.offeredSettings;
     if (last?.hash === hashHex) {
       // The same offer again only to an agent that may have forgotten it (a new connection or a
       // full-state request), and not right after the last one: the Supervisor restarts its OpAMP
@@ -718,7 +725,7 @@ export class Fleet {
       if (!agentMayHaveForgotten || now - last.at < this.#opts.offerRetryMs) return;
     }
     msg.connectionSettings = { hash, ...offers };
-    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null, at: now };
+    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null, at: now, epoch: this.#settingsEpoch };
   }
 
   #attach(connId: number, uid: string): void {

@@ -424,7 +424,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }
     if (key === tlsSecret || key === clientCaSecret) {
       // A new client CA applies to new handshakes; agents verified by the old one must verify again.
-      if (reloadTls('opamp') && key === clientCaSecret) fleet.closeConnections((c) => c.verified?.method === 'mtls', 'client CA changed');
+      if (reloadTls('opamp')) {
+        if (key === clientCaSecret) fleet.closeConnections((c) => c.verified?.method === 'mtls', 'client CA changed');
+        // Offers carry the serving CA (ca.crt) when the Secret has one.
+        else fleet.reofferConnectionSettings();
+      }
     }
     if (key === adminTlsSecret) reloadTls('admin');
     if (collectorSecrets.includes(key)) desiredQueue.add('desired');
