@@ -124,6 +124,11 @@ export interface CollectorStatusCounts {
   unhealthy: number;
   /** Agents that applied the config but report an effective config that differs from it. */
   drifted: number;
+  /**
+   * Which agent versions run: `service.name service.version` as the agents report them (identifying
+   * attributes), most common first, at most 10 (the rest summed as "other").
+   */
+  agentVersions: { version: string; agents: number }[];
 }
 
 export interface CollectorView {

@@ -12,25 +12,40 @@ import { ConditionType, Reason, setCondition, type ConditionInput } from './cond
 
 export const MAX_FAILING_LISTED = 20;
 
+export const MAX_VERSIONS_LISTED = 10;
+
 export interface CollectorFleetStatus extends CollectorStatusCounts {
   failing: FailingAgentView[];
 }
 
 export function emptyStatus(): CollectorFleetStatus {
-  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, failing: [] };
+  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, agentVersions: [], failing: [] };
+}
+
+/** "name version" of an agent, from its identifying attributes (what `kubectl get -o wide` shows). */
+export function agentVersion(rec: AgentRecord): string {
+  const id = rec.description?.identifying ?? {};
+  const name = typeof id['service.name'] === 'string' ? id['service.name'] : 'unknown';
+  const version = typeof id['service.version'] === 'string' ? id['service.version'] : '';
+  return version ? `${name} ${version}` : name;
 }
 
 /** One pass over the agents; returns counts keyed by "namespace/name". */
 export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<string, CollectorFleetStatus> {
   const out = new Map<string, CollectorFleetStatus>();
+  const versions = new Map<string, Map<string, number>>();
   for (const rec of agents) {
     const d = rec.desired;
     if (!d) continue;
     const state = configState(rec);
+    const version = agentVersion(rec);
     for (const key of d.collectors) {
       let s = out.get(key);
       if (!s) out.set(key, (s = emptyStatus()));
       s.matched++;
+      let v = versions.get(key);
+      if (!v) versions.set(key, (v = new Map()));
+      v.set(version, (v.get(version) ?? 0) + 1);
       if (rec.connected) s.connected++;
       if (state === 'applied') s.applied++;
       else if (state === 'applying') s.applying++;
@@ -51,7 +66,16 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
       }
     }
   }
+  for (const [key, v] of versions) out.get(key)!.agentVersions = topVersions(v);
   return out;
+}
+
+/** Most common first (then by name); past the cap, the rest as one "other" entry. */
+function topVersions(counts: Map<string, number>): { version: string; agents: number }[] {
+  const sorted = [...counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)).map(([version, agents]) => ({ version, agents }));
+  if (sorted.length <= MAX_VERSIONS_LISTED) return sorted;
+  const shown = sorted.slice(0, MAX_VERSIONS_LISTED - 1);
+  return [...shown, { version: 'other', agents: sorted.slice(MAX_VERSIONS_LISTED - 1).reduce((n, e) => n + e.agents, 0) }];
 }
 
 /** A name a person recognises: the pod, else the host, else the uid. */
@@ -164,6 +188,7 @@ export function buildCollectorStatus(input: {
     healthy: c.healthy,
     unhealthy: c.unhealthy,
     drifted: c.drifted,
+    agentVersions: c.agentVersions,
     failingAgents: c.failing,
   };
   if (input.configHash) status.configHash = input.configHash;

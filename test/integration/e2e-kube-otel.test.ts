@@ -347,6 +347,8 @@ describe.skipIf(skip)('the operator with real OpenTelemetry Collectors (Supervis
     await vi.waitFor(async () => {
       const c = await getCollector(f.ns, 'pipeline');
       expect(c.status).toMatchObject({ observedGeneration: c.metadata.generation, matched: 3, connected: 3, applied: 3, applying: 0, failed: 0, healthy: 3, unhealthy: 0, drifted: 0 });
+      // Which agent versions run it, as the collectors identify themselves.
+      expect(c.status?.['agentVersions']).toEqual([{ version: expect.stringMatching(/ 0\.145\.0$/), agents: 3 }]);
       expect(cond(c.status, 'Ready')).toMatchObject({ status: 'True', reason: 'AllApplied' });
       expect(cond(c.status, 'Degraded')?.status).toBe('False');
       expect(cond(c.status, 'ConfigValid')?.status).toBe('True');

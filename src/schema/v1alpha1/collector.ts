@@ -69,6 +69,11 @@ export const CollectorStatus = z.object({
   healthy: z.number().int().optional(),
   unhealthy: z.number().int().optional(),
   drifted: z.number().int().optional(),
+  agentVersions: z
+    .array(z.object({ version: z.string(), agents: z.number().int() }))
+    .max(10)
+    .optional()
+    .describe('Agent versions running this config (service.name service.version), most common first; at most 10, the rest as "other".'),
   failingAgents: z.array(FailingAgent).max(20).optional(),
 });
 

@@ -115,6 +115,7 @@ export function buildCrds(): { fileName: string; crd: Json }[] {
           { name: 'Failed', type: 'integer', jsonPath: '.status.failed' },
           { name: 'Healthy', type: 'integer', jsonPath: '.status.healthy' },
           { name: 'Hash', type: 'string', jsonPath: '.status.configHash', priority: 1 },
+          { name: 'Version', type: 'string', jsonPath: '.status.agentVersions[0].version', priority: 1, description: 'The most common agent version' },
         ],
       }),
     },

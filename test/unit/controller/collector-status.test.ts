@@ -61,3 +61,27 @@ describe('buildCollectorStatus: agents that lack components', () => {
     expect(cond(m, 'Ready')).toMatchObject({ reason: 'ApplyFailed' });
   });
 });
+
+describe('aggregateCollectorStatus: agent versions', () => {
+  it('counts agents per service.name and service.version, most common first, capped with "other"', async () => {
+    const { aggregateCollectorStatus, MAX_VERSIONS_LISTED } = await import('../../../src/controller/collector-status.js');
+    const rec = (uid: string, id: Record<string, unknown>) =>
+      ({ uid, connected: true, capabilities: 0, desired: { collectors: ['ns/c'], issues: [], hashHex: 'h' }, reported: { hash: null, status: 'UNSET', errorMessage: '' }, health: null, drift: null, description: { identifying: id, nonIdentifying: {} }, attributes: {}, missingComponents: [] }) as never;
+    const agents = [
+      rec('1', { 'service.name': 'otelcol-contrib', 'service.version': '0.145.0' }),
+      rec('2', { 'service.name': 'otelcol-contrib', 'service.version': '0.145.0' }),
+      rec('3', { 'service.name': 'otelcol-contrib', 'service.version': '0.140.0' }),
+      rec('4', {}),
+    ];
+    expect(aggregateCollectorStatus(agents).get('ns/c')!.agentVersions).toEqual([
+      { version: 'otelcol-contrib 0.145.0', agents: 2 },
+      { version: 'otelcol-contrib 0.140.0', agents: 1 },
+      { version: 'unknown', agents: 1 },
+    ]);
+    const many = Array.from({ length: MAX_VERSIONS_LISTED + 5 }, (_, i) => rec(String(i), { 'service.name': 'c', 'service.version': `1.${i}` }));
+    const v = aggregateCollectorStatus(many).get('ns/c')!.agentVersions;
+    expect(v).toHaveLength(MAX_VERSIONS_LISTED);
+    expect(v.at(-1)).toEqual({ version: 'other', agents: 6 });
+    expect(v.reduce((n, e) => n + e.agents, 0)).toBe(MAX_VERSIONS_LISTED + 5);
+  });
+});
