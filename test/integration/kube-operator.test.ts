@@ -200,6 +200,33 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     }, WAIT);
   });
 
+  it('holds a config from an agent that lacks a component it names: failed with MissingComponents, an Event, and pushed once the config fits', async () => {
+    const ns = await namespace('components');
+    const op = await bridge(ns);
+    await collector(ns, 'edge', { role: 'edge' }, { exporters: { kafka: {} } });
+    await pod(ns, 'edge-1', { role: 'edge' });
+    const a = await RawWsAgent.connect(op.opampUrl.websocket);
+    cleanups.push(async () => a.terminate());
+    const components = { exporters: { subComponentMap: { debug: {}, otlp: {} } }, receivers: { subComponentMap: { otlp: {} } } };
+    a.send({
+      capabilities: CAPS | C.ReportsAvailableComponents,
+      agentDescription: { identifyingAttributes: [{ key: 'service.name', value: { stringValue: 'otelcol' } }], nonIdentifyingAttributes: [{ key: 'k8s.pod.name', value: { stringValue: 'edge-1' } }, { key: 'k8s.namespace.name', value: { stringValue: ns } }] },
+      remoteConfigStatus: {},
+      availableComponents: { hash: Buffer.from('c1'), components },
+    });
+    await vi.waitFor(async () => {
+      const c = await getCollector(ns, 'edge');
+      expect(c.status).toMatchObject({ failed: 1, failingAgents: [{ name: `${ns}/edge-1`, reason: 'MissingComponents', message: expect.stringContaining('exporters/kafka') }] });
+      expect(cond(c.status, 'Degraded')).toMatchObject({ status: 'True', reason: 'MissingComponents' });
+      const evs = await core.listNamespacedEvent({ namespace: ns });
+      expect(evs.items.some((e) => e.reason === 'MissingComponents' && e.involvedObject.name === 'edge' && /exporters\/kafka/.test(e.message ?? ''))).toBe(true);
+    }, WAIT);
+    expect(configs(a)).toHaveLength(0);
+    await patchCollectorSpec(ns, 'edge', { config: { exporters: { otlp: { endpoint: 'gw:4317' } } } });
+    await vi.waitFor(() => expect(configs(a)).toHaveLength(1), WAIT);
+    expect(configs(a)[0]!.cfg).toEqual({ exporters: { otlp: { endpoint: 'gw:4317' } } });
+  });
+
   it('moves an agent to the other Collector\'s config when its pod is relabelled, and sends nothing once no Collector matches', async () => {
     const ns = await namespace('relabel');
     const op = await bridge(ns);
