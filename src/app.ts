@@ -8,6 +8,9 @@ import type { CollectorView } from './api/views.js';
 import { aggregateCollectorStatus, emptyStatus, mergedConfigIssues } from './controller/collector-status.js';
 import { randomBytes } from 'node:crypto';
 import { Fleet, type OwnTelemetry } from './fleet/fleet.js';
+import type { AgentConnection } from './fleet/agent.js';
+import { bridgeMetricsDestination, fleetSink, receiverCounters } from './otlp/bridge.js';
+import { otlpMetricsHandler } from './otlp/receiver.js';
 import { BearerTokens } from './opamp/bearer-auth.js';
 import { mtlsAuth } from './opamp/mtls-auth.js';
 import { OpampServer } from './opamp/server.js';
@@ -96,7 +99,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     if (!ca) return `Secret ${bridgeNamespace}/${caName} with ca.crt not found in ${opts.manifestsDir}`;
     return { cert: c.data['tls.crt'], key: c.data['tls.key'], clientCa: ca };
   };
-  const ownTelemetry = (): OwnTelemetry => {
+  /** The admin endpoint once it listens: agents may be offered its /v1/metrics (src/otlp). */
+  let adminEndpoint: { port: number; tls: boolean } | null = null;
+  const ownTelemetry = (conn?: AgentConnection): OwnTelemetry => {
     const out: OwnTelemetry = {};
     for (const sig of ['metrics', 'traces', 'logs'] as const) {
       const d = bridgeSpec.ownTelemetry?.[sig];
@@ -105,6 +110,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
       if (d.headersSecretName && !h) continue;
       out[sig] = { endpoint: d.endpoint, headers: { ...(h?.data ?? {}) } };
     }
+    const bridgeMetrics = bridgeMetricsDestination(bridgeSpec.ownTelemetry, conn, adminEndpoint);
+    if (bridgeMetrics) out.metrics = bridgeMetrics;
     return out;
   };
 
@@ -188,6 +195,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
+    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -229,6 +237,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     await opamp.close();
     throw err;
   }
+  adminEndpoint = { port: aa.port, tls: !!adminTls };
   manifests.watch();
   started = true;
   const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);

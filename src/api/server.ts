@@ -1,5 +1,6 @@
 /**
- * The admin HTTP server: probes, Prometheus metrics and the read-only JSON API (docs/api.md).
+ * The admin HTTP server: probes, Prometheus metrics, the read-only JSON API (docs/api.md) and the
+ * OTLP/HTTP receiver of agents' own metrics.
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -20,8 +21,12 @@ export interface AdminApiSource {
 export class AdminServer {
   readonly #http: Server | HttpsServer;
 
-  /** With `tls` (cert and key; a client CA is not used here) it serves HTTPS, and `setTls` swaps the certificate live. */
-  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial }) {
+  /**
+   * With `tls` (cert and key; a client CA is not used here) it serves HTTPS, and `setTls` swaps the
+   * certificate live. With `otlpMetrics`, `/v1/metrics` is an OTLP/HTTP metrics receiver (POST;
+   * src/otlp/receiver.ts) where agents send their own metrics.
+   */
+  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial; otlpMetrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void> }) {
     const onRequest: RequestListener = (req, res) => {
       this.#route(req, res).catch((err: unknown) => {
         opts.logger.error({ err, url: req.url }, 'Admin API request failed');
@@ -59,6 +64,7 @@ export class AdminServer {
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    if (path === '/v1/metrics' && this.opts.otlpMetrics) return this.opts.otlpMetrics(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'only GET is supported' });
     const src = this.opts.source;
     if (path === '/healthz') return text(res, 200, 'ok\n');

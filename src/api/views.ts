@@ -99,6 +99,12 @@ export interface AgentView {
   /** The last full list of components the agent reported (agents with ReportsAvailableComponents), or null. */
   availableComponents: AvailableComponentsView | null;
   customCapabilities: string[];
+  /**
+   * The agent's process figures from its own metrics (sent to the bridge's `POST /v1/metrics`):
+   * resident memory in bytes, CPU seconds used since it started, and when they were measured
+   * (ISO-8601). A figure the agent did not report is null; null when it sent none.
+   */
+  resources: { rssBytes: number | null; cpuSeconds: number | null; at: string } | null;
 }
 
 export interface FailingAgentView {

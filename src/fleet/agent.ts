@@ -8,6 +8,7 @@ import type {
 import type { AvailableComponentsView, ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
 import { toDecimalString } from '../opamp/messages.js';
 import type { AgentConnection, VerifiedIdentity } from '../opamp/connection.js';
+import type { ProcessFigures } from '../otlp/metrics.js';
 
 export type { AgentConnection };
 
@@ -62,6 +63,8 @@ export interface AgentRecord {
   offeredSettings: { hash: string; connectionId: number | null; at: number; epoch: number } | null;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
   connectionSettingsStatus: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
+  /** The newest process figures (RSS, CPU time) from the agent's own metrics (src/otlp), or null. */
+  resources: ProcessFigures | null;
 }
 
 export function anyValueToJs(v: AnyValue | null | undefined): unknown {

@@ -25,6 +25,8 @@ import type { DesiredState, RenderedConfig } from '../render/index.js';
 import { Redactor } from '../render/secrets.js';
 import type { CredentialPolicy } from '../opamp/bearer-auth.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { mergeFigures, type ProcessFigures } from '../otlp/metrics.js';
+import { updateResourceGauges } from '../otlp/gauges.js';
 import type { AgentView, AvailableComponentsView, ComponentDetailsView, RemoteConfigState } from '../api/views.js';
 import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
 import {
@@ -58,7 +60,7 @@ export interface FleetOptions {
   /** Which Authorization agents should use (bearer-token rotation). Default: the one each presented. */
   credentials?: CredentialPolicy;
   /** Where agents should send their own telemetry (read at every offer, so it may change). */
-  ownTelemetry?: () => OwnTelemetry;
+  ownTelemetry?: (conn: AgentConnection) => OwnTelemetry;
   /**
    * PEM of the CA that signed the OpAMP endpoint's certificate, offered with the OpAMP connection
    * settings. Without one, the OpAMP Supervisor (v0.149) turns certificate verification OFF when it
@@ -88,7 +90,7 @@ export class Fleet {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity' | 'credentials' | 'ownTelemetry' | 'serverCa'>>;
-  readonly #ownTelemetry: () => OwnTelemetry;
+  readonly #ownTelemetry: (conn: AgentConnection) => OwnTelemetry;
   readonly #serverCa: () => string | undefined;
   readonly #credentials: CredentialPolicy | undefined;
   /**
@@ -408,6 +410,7 @@ export class Fleet {
     for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
     for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
     this.#metrics.agentsUnbound.set(unbound);
+    updateResourceGauges(this.#metrics, this.#agents.values());
   }
 
   /** Every known agent as the API shows it. */
@@ -458,7 +461,16 @@ export class Fleet {
       packageStatuses: rec.packageStatuses,
       availableComponents: rec.availableComponents,
       customCapabilities: rec.customCapabilities,
+      resources: rec.resources && { rssBytes: rec.resources.rssBytes, cpuSeconds: rec.resources.cpuSeconds, at: new Date(rec.resources.at).toISOString() },
     };
+  }
+
+  /** Keeps the newest process figures an agent's own metrics report (src/otlp); false for an unknown agent. */
+  recordResources(uid: string, figures: ProcessFigures | null): boolean {
+    const rec = this.#agents.get(uid);
+    if (!rec) return false;
+    if (figures) rec.resources = mergeFigures(rec.resources, figures);
+    return true;
   }
 
   #newRecord(uid: string, uidBytes: Uint8Array, conn: AgentConnection, now: number): AgentRecord {
@@ -494,6 +506,7 @@ export class Fleet {
       drift: null,
       offeredSettings: null,
       connectionSettingsStatus: null,
+      resources: null,
     };
   }
 
@@ -706,7 +719,7 @@ export class Fleet {
       };
       parts.push(['opamp', conn.endpoint, headers, this.#opts.heartbeatIntervalSeconds, ca ?? null]);
     }
-    const own = this.#ownTelemetry();
+    const own = this.#ownTelemetry(conn);
     for (const [signal, bit, field] of OWN_SIGNALS) {
       const d = own[signal];
       if (!d || !hasBit(rec.capabilities, bit)) continue;

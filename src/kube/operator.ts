@@ -18,7 +18,9 @@ import { WorkQueue } from '../controller/workqueue.js';
 import { Fleet, configState, type OwnTelemetry } from '../fleet/fleet.js';
 import { OpampServer } from '../opamp/server.js';
 import { BearerTokens } from '../opamp/bearer-auth.js';
-import type { AuthResult } from '../opamp/connection.js';
+import type { AgentConnection, AuthResult } from '../opamp/connection.js';
+import { bridgeMetricsDestination, fleetSink, receiverCounters } from '../otlp/bridge.js';
+import { otlpMetricsHandler } from '../otlp/receiver.js';
 import { mtlsAuth } from '../opamp/mtls-auth.js';
 import type { TlsMaterial } from '../opamp/tls.js';
 import { DesiredState, selectorMatches } from '../render/index.js';
@@ -168,10 +170,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const bridgeInformer = informer<BridgeResource>(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${BRIDGES}`, () => k.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: ns, plural: BRIDGES }) as Promise<KubernetesListObject<BridgeResource>>, () => statusQueue.add('bridge'));
 
   // ---- fleet and OpAMP ----------------------------------------------------------------------
+  /** The admin endpoint once it listens: agents may be offered its /v1/metrics (src/otlp). */
+  let adminEndpoint: { port: number; tls: boolean } | null = null;
   const bearer = spec.auth.mode === 'bearerToken' ? new BearerTokens() : null;
   const fleet = new Fleet({
     ...(bearer ? { credentials: bearer } : {}),
-    ownTelemetry: () => ownTelemetry(),
+    ownTelemetry: (conn) => ownTelemetry(conn),
     // cert-manager (and most issuers) put the issuing CA into the TLS Secret as ca.crt.
     serverCa: () => (spec.tls ? secrets.get(ns, spec.tls.secretName)?.data['ca.crt'] : undefined),
     logger: log.child({ component: 'fleet' }),
@@ -392,7 +396,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   }
 
   /** spec.ownTelemetry with header values from their Secrets (a destination whose Secret is missing is not offered). */
-  function ownTelemetry(): OwnTelemetry {
+  function ownTelemetry(conn?: AgentConnection): OwnTelemetry {
     const out: OwnTelemetry = {};
     for (const sig of ['metrics', 'traces', 'logs'] as const) {
       const d = spec.ownTelemetry?.[sig];
@@ -405,6 +409,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       }
       out[sig] = { endpoint: d.endpoint, headers };
     }
+    // By default agents send their own metrics to the bridge (admin endpoint, /v1/metrics).
+    const bridgeMetrics = bridgeMetricsDestination(spec.ownTelemetry, conn, adminEndpoint);
+    if (bridgeMetrics) out.metrics = bridgeMetrics;
     return out;
   }
 
@@ -520,6 +527,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
+    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -557,6 +565,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const oa = await opamp.listen(opampPort, host);
   if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `${wsScheme}://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
   const aa = await admin.listen(opts.httpPort ?? 8080, host);
+  adminEndpoint = { port: aa.port, tls: !!adminTls };
   serversStarted = true;
   for (const i of informers) i.start();
   elector?.start();

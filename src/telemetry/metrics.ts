@@ -57,6 +57,30 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Manifest files currently invalid (standalone mode)',
       registers: [registry],
     }),
+    agentsRssBytes: new Gauge({
+      name: 'fleetbridge_collector_agents_rss_bytes',
+      help: "Resident memory of a Collector's connected agents, from their own metrics: sum or max over the agents that reported it",
+      labelNames: ['namespace', 'collector', 'stat'] as const,
+      registers: [registry],
+    }),
+    agentsCpuSeconds: new Gauge({
+      name: 'fleetbridge_collector_agents_cpu_seconds',
+      help: "CPU seconds used by a Collector's connected agents since they started, from their own metrics: sum or max over the agents that reported it",
+      labelNames: ['namespace', 'collector', 'stat'] as const,
+      registers: [registry],
+    }),
+    ownMetricsRequests: new Counter({
+      name: 'fleetbridge_own_metrics_requests_total',
+      help: 'OTLP metrics requests to the admin endpoint (POST /v1/metrics), by outcome',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    ownMetricsResources: new Counter({
+      name: 'fleetbridge_own_metrics_resources_total',
+      help: 'Resources in OTLP metrics requests, by result: matched (an agent the bridge knows), unknown (dropped: service.instance.id of no known agent), unidentified (dropped: no UUID service.instance.id)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     renderDuration: new Histogram({
       name: 'fleetbridge_render_duration_seconds',
       help: 'Time to apply a new desired state to every agent',

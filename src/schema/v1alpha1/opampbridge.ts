@@ -73,6 +73,12 @@ export const OpAMPBridgeSpec = z
         metrics: TelemetryDestination.optional(),
         traces: TelemetryDestination.optional(),
         logs: TelemetryDestination.optional(),
+        bridgeReceivesMetrics: z
+          .boolean()
+          .default(true)
+          .describe(
+            "When metrics is not set, agents that report their own metrics are offered the bridge's admin endpoint (POST /v1/metrics, at the host the agent reached the OpAMP endpoint by and the admin port): the bridge keeps each agent's memory and CPU figures (API, Prometheus). false offers nothing.",
+          ),
       })
       .strict()
       .optional()

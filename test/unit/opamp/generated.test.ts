@@ -2,17 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generate } from '../../../scripts/gen-proto.mjs';
+import { TARGETS, generate } from '../../../scripts/gen-proto.mjs';
 
 describe('generated protobuf code', () => {
-  it('matches what scripts/gen-proto.mjs produces from the .proto files', () => {
+  it.each(Object.keys(TARGETS))('matches what scripts/gen-proto.mjs produces from the .proto files (%s)', (target) => {
+    const t = (TARGETS as Record<string, { outDir: string; name: string }>)[target]!;
     const dir = mkdtempSync(join(tmpdir(), 'fb-proto-'));
     try {
-      generate(dir);
-      for (const f of ['opamp.js', 'opamp.d.ts']) {
-        const committed = readFileSync(join('src/opamp/generated', f), 'utf8');
+      generate(dir, target);
+      for (const f of [`${t.name}.js`, `${t.name}.d.ts`]) {
+        const committed = readFileSync(join(t.outDir, f), 'utf8');
         const fresh = readFileSync(join(dir, f), 'utf8');
-        expect(fresh === committed, `src/opamp/generated/${f} is stale: run npm run gen:proto`).toBe(true);
+        expect(fresh === committed, `${t.outDir}/${f} is stale: run npm run gen:proto`).toBe(true);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

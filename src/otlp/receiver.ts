@@ -1,0 +1,160 @@
+/**
+ * The OTLP/HTTP metrics receiver of the admin endpoint (`POST /v1/metrics`): where agents offered
+ * the bridge as their own_metrics destination send their own metrics. Bodies are protobuf
+ * (application/x-protobuf) or OTLP/JSON (application/json), optionally gzip-compressed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import {
+  decodeExportMetricsJson,
+  decodeExportMetricsProtobuf,
+  encodeExportMetricsResponse,
+  extractReports,
+  type AgentReport,
+  type ExportRequestLike,
+} from './metrics.js';
+
+const gunzipAsync = promisify(gunzip);
+
+export const OTLP_METRICS_PATH = '/v1/metrics';
+/** Largest body accepted, compressed or not (after gzip decompression too). */
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+/** Where reports go: returns, per report, whether its agent is known (unknown ones are dropped). */
+export interface OwnMetricsSink {
+  accept(reports: AgentReport[]): { matched: number; unknown: number; unidentified: number };
+}
+
+export interface OtlpReceiverCounters {
+  /** Requests by outcome: accepted, bad_request, too_large, unsupported_media_type, method_not_allowed. */
+  request(outcome: string): void;
+  /** Resources by result: matched, unknown (an instance id of no known agent), unidentified (no service.instance.id UUID). */
+  resources(result: 'matched' | 'unknown' | 'unidentified', n: number): void;
+}
+
+export interface OtlpReceiverOptions {
+  sink: OwnMetricsSink;
+  maxBodyBytes?: number;
+  counters?: OtlpReceiverCounters;
+  /** Debug: each request's resources (service.instance.id, whether matched) and metric names. */
+  logger?: Logger;
+  now?: () => number;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly outcome: string, message: string) {
+    super(message);
+  }
+}
+
+/** A request handler for `POST /v1/metrics` (the caller routes that path here). */
+export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const max = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const now = opts.now ?? Date.now;
+  return async (req, res) => {
+    try {
+      if (req.method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'only POST is supported');
+      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const json = type === 'application/json';
+      if (!json && type !== 'application/x-protobuf') throw new HttpError(415, 'unsupported_media_type', 'Content-Type must be application/x-protobuf or application/json');
+      const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+      if (encoding !== 'identity' && encoding !== 'gzip') throw new HttpError(415, 'unsupported_media_type', 'Content-Encoding must be gzip or none');
+      let body = await readBody(req, max);
+      if (encoding === 'gzip') {
+        try {
+          body = await gunzipAsync(body, { maxOutputLength: max });
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new HttpError(413, 'too_large', `the decompressed body exceeds ${max} bytes`);
+          throw new HttpError(400, 'bad_request', 'the body is not valid gzip');
+        }
+      }
+      let decoded: ExportRequestLike;
+      try {
+        decoded = json ? decodeExportMetricsJson(body) : decodeExportMetricsProtobuf(body);
+      } catch (err) {
+        throw new HttpError(400, 'bad_request', `cannot decode an ExportMetricsServiceRequest: ${(err as Error).message}`);
+      }
+      const reports = extractReports(decoded, now());
+      const result = opts.sink.accept(reports);
+      if (opts.logger?.isLevelEnabled('debug')) opts.logger.debug({ ...result, serviceInstanceIds: reports.slice(0, 10).map((r) => r.serviceInstanceId), figures: reports.slice(0, 10).map((r) => r.figures), metricNames: metricNames(decoded), firstResource: firstResource(decoded) }, 'Received own metrics');
+      opts.counters?.request('accepted');
+      opts.counters?.resources('matched', result.matched);
+      opts.counters?.resources('unknown', result.unknown);
+      opts.counters?.resources('unidentified', result.unidentified);
+      // Full success: data of unknown agents is dropped on purpose, not rejected (a retry would not help).
+      if (json) {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 2 }).end('{}');
+      } else {
+        const out = encodeExportMetricsResponse();
+        res.writeHead(200, { 'Content-Type': 'application/x-protobuf', 'Content-Length': out.byteLength }).end(out);
+      }
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      opts.counters?.request(err.outcome);
+      const s = JSON.stringify({ error: err.message });
+      const headers: Record<string, string | number> = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(s) };
+      if (err.status === 405) headers['Allow'] = 'POST';
+      // A body left unread (too large, or never read) ends the connection rather than being drained.
+      if (!req.complete) headers['Connection'] = 'close';
+      res.writeHead(err.status, headers).end(s);
+      if (!req.complete) res.once('finish', () => req.destroy());
+    }
+  };
+}
+
+/** The whole body, or 413 as soon as it exceeds `max` bytes (Content-Length tells before reading). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(new HttpError(413, 'too_large', `the body exceeds ${max} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (err: Error | null) => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      if (err) {
+        req.pause();
+        reject(err);
+      } else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) return finish(new HttpError(413, 'too_large', `the body exceeds ${max} bytes`));
+      chunks.push(c);
+    };
+    const onEnd = () => finish(null);
+    const onError = (e: Error) => finish(e);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/** Up to 100 distinct metric names of a request, and its resources' attribute keys (debug logs). */
+function metricNames(req: ExportRequestLike): string[] {
+  const names = new Set<string>();
+  for (const rm of Array.isArray(req.resourceMetrics) ? req.resourceMetrics : []) {
+    for (const sm of Array.isArray(rm?.scopeMetrics) ? rm.scopeMetrics : []) {
+      for (const m of Array.isArray(sm?.metrics) ? sm.metrics : []) {
+        if (typeof m?.name === 'string' && names.size < 100) names.add(m.name);
+      }
+    }
+  }
+  return [...names];
+}
+
+/** The first resource's attributes with string values (debug logs). */
+function firstResource(req: ExportRequestLike): Record<string, string> {
+  const out: Record<string, string> = {};
+  const rm = Array.isArray(req.resourceMetrics) ? req.resourceMetrics[0] : undefined;
+  for (const kv of Array.isArray(rm?.resource?.attributes) ? rm.resource.attributes.slice(0, 50) : []) {
+    if (typeof kv?.key === 'string') out[kv.key] = typeof kv.value?.stringValue === 'string' ? kv.value.stringValue : '(not a string)';
+  }
+  return out;
+}
