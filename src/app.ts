@@ -20,6 +20,9 @@ import { hmacVersion, type SecretSource, type SecretValue } from './render/secre
 import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { packagesSummary, servePolicy } from './packages/desired.js';
+import { PackageFiles, packageDownloadHandler } from './packages/files.js';
+import { PACKAGES_PATH } from './fleet/packages.js';
 
 export interface StandaloneOptions {
   manifestsDir: string;
@@ -144,7 +147,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     secretMap = new Map(snap.secrets.map((s) => [`${s.namespace}/${s.name}`, { data: s.data, version: hmacVersion(versionKey, s.data) }]));
     // Every value in the folder is scrubbed from what agents report, before anything is pushed.
     for (const s of snap.secrets) fleet.redactor.add(Object.values(s.data));
-    desiredState = new DesiredState(snap.collectors.map((c) => c.input), secrets);
+    desiredState = new DesiredState(snap.collectors.map((c) => c.input), secrets, { servePolicy: servePolicy(bridgeSpec.packages) });
     fleet.setDesiredState(desiredState);
     if (!started) return;
     const changed = (name: string | undefined) => !!name && before.get(`${bridgeNamespace}/${name}`)?.version !== secretMap.get(`${bridgeNamespace}/${name}`)?.version;
@@ -192,6 +195,15 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     maxMessagesPerSecond: opts.maxMessagesPerSecond ?? bridgeSpec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource ?? bridgeSpec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+    files: {
+      prefix: PACKAGES_PATH,
+      handle: packageDownloadHandler({
+        files: new PackageFiles({ ...bridgeSpec.packages, logger: log.child({ component: 'packages' }) }),
+        lookup: (ns, sha) => desiredState.servedPackage(ns, sha),
+        count: (outcome) => metrics.packageDownloads.inc({ outcome }),
+        logger: log.child({ component: 'packages' }),
+      }),
+    },
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
@@ -218,6 +230,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
             valid: issues.length === 0,
             issues,
             configHash: desiredState.ownConfigHash(c.input),
+            packages: packagesSummary(desiredState.ownPackages(c.input)),
             status: counts.get(key) ?? emptyStatus(),
           };
         });

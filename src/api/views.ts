@@ -95,7 +95,10 @@ export interface AgentView {
    * judged: the agent has not applied the desired config or reports no effective config.
    */
   drift: { drifted: boolean; differences: string[] } | null;
-  packageStatuses: unknown | null;
+  /** What the agent reports about its packages (agents with ReportsPackageStatuses), or null. */
+  packageStatuses: PackageStatusesView | null;
+  /** The packages offered to this agent and where it stands with them; null when none are declared for it. */
+  packages: AgentPackagesView | null;
   /** The last full list of components the agent reported (agents with ReportsAvailableComponents), or null. */
   availableComponents: AvailableComponentsView | null;
   customCapabilities: string[];
@@ -114,9 +117,10 @@ export interface FailingAgentView {
   /**
    * ApplyFailed: the agent reported FAILED; InvalidConfig: its merged config is held back;
    * MissingComponents: the config uses component types the agent reports it lacks (not pushed);
-   * Drifted: it runs something else than it applied.
+   * Drifted: it runs something else than it applied; PackageInstallFailed: it reports a failed
+   * install of the packages offered to it.
    */
-  reason: 'ApplyFailed' | 'InvalidConfig' | 'MissingComponents' | 'Drifted';
+  reason: 'ApplyFailed' | 'InvalidConfig' | 'MissingComponents' | 'Drifted' | 'PackageInstallFailed';
   message: string;
 }
 
@@ -135,6 +139,20 @@ export interface CollectorStatusCounts {
    * attributes), most common first, at most 10 (the rest summed as "other").
    */
   agentVersions: { version: string; agents: number }[];
+  /** Where the agents stand with the Collector's packages; null when it declares none. */
+  packages: CollectorPackagesCounts | null;
+  /** Summed process figures of the agents that report their own metrics; null when none do. */
+  resources: { agents: number; memoryTotalBytes: number; memoryMaxBytes: number; cpuSecondsTotal: number } | null;
+}
+
+export interface CollectorPackagesCounts {
+  /** Agents that accept packages and were offered them. */
+  offered: number;
+  installed: number;
+  installing: number;
+  failed: number;
+  /** Matched agents without the AcceptsPackages capability. */
+  unsupported: number;
 }
 
 export interface CollectorView {
@@ -149,5 +167,40 @@ export interface CollectorView {
   issues: string[];
   /** Hex sha256 of this Collector's own rendered config (its contribution, before merging). */
   configHash: string | null;
+  /** The Collector's own packages: their all_packages_hash and what holds them back; null when it declares none. */
+  packages: { hash: string; packages: { name: string; version: string; sha256: string }[]; issues: string[] } | null;
   status: CollectorStatusCounts & { failing: FailingAgentView[] };
+}
+
+export type PackageStatusName = 'Installed' | 'InstallPending' | 'Installing' | 'InstallFailed' | 'Downloading';
+
+export interface PackageStatusView {
+  agentHasVersion: string;
+  agentHasHash: string;
+  serverOfferedVersion: string;
+  serverOfferedHash: string;
+  status: PackageStatusName;
+  errorMessage: string;
+  /** While downloading, when the agent reports it. */
+  downloadPercent: number | null;
+  downloadBytesPerSecond: number | null;
+}
+
+export interface PackageStatusesView {
+  /** The all_packages_hash the agent last received from a server (hex), or "". */
+  serverProvidedAllPackagesHash: string;
+  errorMessage: string;
+  packages: Record<string, PackageStatusView>;
+}
+
+/** Where one agent stands with the packages the bridge offers it. */
+export interface AgentPackagesView {
+  allPackagesHash: string;
+  collectors: string[];
+  offered: { name: string; version: string; sha256: string; downloadUrl: string | null }[];
+  /** unsupported: the agent does not accept packages; held: nothing is offered (issues). */
+  state: 'installed' | 'installing' | 'failed' | 'unsupported' | 'held';
+  /** Why it failed or is held. */
+  message: string;
+  issues: string[];
 }

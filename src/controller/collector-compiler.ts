@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { CollectorSpec } from '../schema/v1alpha1/index.js';
 import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+import { packageSpecIssues } from '../packages/desired.js';
 
 export interface CollectorObject {
   metadata?: { namespace?: string; name?: string; generation?: number; uid?: string };
@@ -87,10 +88,12 @@ function parse(namespace: string, name: string, generation: number, spec: unknow
     priority: r.data.priority,
     selector: r.data.selector,
     secretNames,
+    ...(r.data.packages?.length ? { packages: r.data.packages } : {}),
   };
-  if (!cfg.ok) {
-    return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues: cfg.issues, warnings: [] };
+  const issues = [...(cfg.ok ? [] : cfg.issues), ...packageSpecIssues(r.data.packages, secretNames)];
+  if (!cfg.ok || issues.length > 0) {
+    return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues, warnings: [] };
   }
-  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config, secretNames])).digest('hex').slice(0, 16);
+  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config, secretNames, r.data.packages ?? []])).digest('hex').slice(0, 16);
   return { generation, input: { ...base, revision, config: cfg.config }, issues: [], warnings: cfg.warnings };
 }

@@ -5,6 +5,7 @@
  */
 import type { CollectorStatusCounts, FailingAgentView } from '../api/views.js';
 import { configFailure, configState } from '../fleet/fleet.js';
+import { packageState } from '../fleet/packages.js';
 import type { AgentRecord } from '../fleet/agent.js';
 import { heldIssue } from '../render/index.js';
 import type { Condition } from '../schema/v1alpha1/index.js';
@@ -19,7 +20,7 @@ export interface CollectorFleetStatus extends CollectorStatusCounts {
 }
 
 export function emptyStatus(): CollectorFleetStatus {
-  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, agentVersions: [], failing: [] };
+  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, agentVersions: [], packages: null, resources: null, failing: [] };
 }
 
 /** "name version" of an agent, from its identifying attributes (what `kubectl get -o wide` shows). */
@@ -64,6 +65,30 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
           s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: 'Drifted', message: `drifted from the pushed config: ${rec.drift.differences.join('; ')}` });
         }
       }
+      const r = rec.resources;
+      if (r && rec.connected && r.rssBytes !== null) {
+        const sum = (s.resources ??= { agents: 0, memoryTotalBytes: 0, memoryMaxBytes: 0, cpuSecondsTotal: 0 });
+        sum.agents++;
+        sum.memoryTotalBytes += Math.round(r.rssBytes);
+        sum.memoryMaxBytes = Math.max(sum.memoryMaxBytes, Math.round(r.rssBytes));
+        sum.cpuSecondsTotal = Math.round((sum.cpuSecondsTotal + (r.cpuSeconds ?? 0)) * 100) / 100;
+      }
+    }
+    // Packages count for the Collectors that declared them for this agent (a subset of those that match it).
+    const ps = rec.connected ? packageState(rec) : null;
+    if (ps && ps.state !== 'held') {
+      for (const key of rec.packagesDesired!.collectors) {
+        let s = out.get(key);
+        if (!s) out.set(key, (s = emptyStatus()));
+        const p = (s.packages ??= { offered: 0, installed: 0, installing: 0, failed: 0, unsupported: 0 });
+        if (ps.state === 'unsupported') {
+          p.unsupported++;
+          continue;
+        }
+        p.offered++;
+        p[ps.state]++;
+        if (ps.state === 'failed' && s.failing.length < MAX_FAILING_LISTED) s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: 'PackageInstallFailed', message: ps.message });
+      }
     }
   }
   for (const [key, v] of versions) out.get(key)!.agentVersions = topVersions(v);
@@ -87,7 +112,9 @@ export function agentName(rec: AgentRecord): string {
 }
 
 /** `Collector.status`: the fleet counts plus generation, hash, conditions and the capped failing list. */
-export interface CollectorStatusObject extends CollectorStatusCounts {
+export interface CollectorStatusObject extends Omit<CollectorStatusCounts, 'packages' | 'resources'> {
+  packages?: NonNullable<CollectorStatusCounts['packages']> & { hash: string; problems?: string[] };
+  resources?: NonNullable<CollectorStatusCounts['resources']>;
   observedGeneration: number;
   configHash?: string;
   conditions: Condition[];
@@ -107,6 +134,8 @@ export function buildCollectorStatus(input: {
   /** True when an earlier valid generation is still what agents get. */
   lastGoodInEffect: boolean;
   counts: CollectorFleetStatus;
+  /** The Collector's own packages alone: their all_packages_hash and the problems that hold them back. */
+  packages?: { hash: string; issues: string[] } | null;
   previous: readonly Condition[] | undefined;
   now: Date;
 }): CollectorStatusObject {
@@ -134,7 +163,10 @@ export function buildCollectorStatus(input: {
     g,
     now,
   );
-  const failures = c.failing.filter((f) => f.reason !== 'Drifted');
+  const failures = c.failing.filter((f) => f.reason !== 'Drifted' && f.reason !== 'PackageInstallFailed');
+  const packageIssues = input.packages?.issues ?? [];
+  const packagesFailed = c.packages?.failed ?? 0;
+  const firstPackageFailure = c.failing.find((f) => f.reason === 'PackageInstallFailed');
   const firstFailure = failures[0];
   const firstDrift = c.failing.find((f) => f.reason === 'Drifted');
   // Agents that lack components were never sent the config: said as such when that is every listed failure.
@@ -155,7 +187,16 @@ export function buildCollectorStatus(input: {
             reason: Reason.Drifted,
             message: `${c.drifted} of ${c.matched} agents run a config that differs from the pushed one${firstDrift ? `; ${firstDrift.name}: ${firstDrift.message}` : ''}`,
           }
-        : { type: ConditionType.Degraded, status: 'False', reason: Reason.NoFailures, message: 'No agent reports a failure' },
+        : packageIssues.length > 0
+          ? { type: ConditionType.Degraded, status: 'True', reason: Reason.PackagesHeld, message: `Packages are not offered: ${packageIssues.join('; ')}` }
+          : packagesFailed > 0
+            ? {
+                type: ConditionType.Degraded,
+                status: 'True',
+                reason: Reason.PackageInstallFailed,
+                message: `${packagesFailed} of ${c.packages!.offered} agents failed to install the packages${firstPackageFailure ? `; ${firstPackageFailure.name}: ${firstPackageFailure.message}` : ''}`,
+              }
+            : { type: ConditionType.Degraded, status: 'False', reason: Reason.NoFailures, message: 'No agent reports a failure' },
     g,
     now,
   );
@@ -164,6 +205,8 @@ export function buildCollectorStatus(input: {
   else if (c.failed > 0 && onlyMissing) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.MissingComponents, message: `${c.failed} agents lack components the config uses` };
   else if (c.failed > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `${c.failed} agents failed to apply the config` };
   else if (c.drifted > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Drifted, message: `${c.drifted} agents drifted from the pushed config` };
+  else if (packageIssues.length > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.PackagesHeld, message: 'Packages are not offered: see the Degraded condition' };
+  else if (packagesFailed > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.PackageInstallFailed, message: `${packagesFailed} agents failed to install the packages` };
   else if (c.applying > 0) ready = { type: ConditionType.Ready, status: 'False', reason: Reason.Applying, message: `${c.applied} of ${c.matched} agents applied the config` };
   else if (c.matched === 0) ready = { type: ConditionType.Ready, status: 'True', reason: Reason.NoAgents, message: 'No connected agent matches the selector' };
   else {
@@ -192,6 +235,14 @@ export function buildCollectorStatus(input: {
     failingAgents: c.failing,
   };
   if (input.configHash) status.configHash = input.configHash;
+  if (input.packages) {
+    status.packages = {
+      hash: input.packages.hash,
+      ...(c.packages ?? { offered: 0, installed: 0, installing: 0, failed: 0, unsupported: 0 }),
+      ...(packageIssues.length > 0 ? { problems: packageIssues.slice(0, 5) } : {}),
+    };
+  }
+  if (c.resources) status.resources = c.resources;
   return status;
 }
 

@@ -24,6 +24,10 @@ export const Reason = {
   MissingComponents: 'MissingComponents',
   NoFailures: 'NoFailures',
   Drifted: 'Drifted',
+  /** Some agents report a failed install of the Collector's packages. */
+  PackageInstallFailed: 'PackageInstallFailed',
+  /** The Collector's packages cannot be offered (e.g. serve.path without the bridge's packages.directory). */
+  PackagesHeld: 'PackagesHeld',
   Serving: 'Serving',
   NotServing: 'NotServing',
 } as const;

@@ -1,11 +1,12 @@
 import type { RenderedConfig } from '../render/index.js';
+import type { DesiredPackages } from '../packages/desired.js';
 import type {
   AgentDescription,
   AnyValue,
   ComponentHealth,
   KeyValue,
 } from '../opamp/messages.js';
-import type { AvailableComponentsView, ComponentHealthView, RemoteConfigState, Transport } from '../api/views.js';
+import type { AvailableComponentsView, ComponentHealthView, PackageStatusesView, RemoteConfigState, Transport } from '../api/views.js';
 import { toDecimalString } from '../opamp/messages.js';
 import type { AgentConnection, VerifiedIdentity } from '../opamp/connection.js';
 import type { ProcessFigures } from '../otlp/metrics.js';
@@ -38,7 +39,11 @@ export interface AgentRecord {
   health: ComponentHealthView | null;
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;
   reported: { hash: string | null; status: RemoteConfigState; errorMessage: string };
-  packageStatuses: unknown | null;
+  packageStatuses: PackageStatusesView | null;
+  /** The packages the agent should have (the Collectors that select it); null when none declare any. */
+  packagesDesired: DesiredPackages | null;
+  /** Last PackagesAvailable sent: all_packages_hash, when, and on which connection. */
+  packagesOffered: { hash: string; at: number; connectionId: number | null } | null;
   /** The last full list of components the agent reported (with the hash it had then), or null. */
   availableComponents: AvailableComponentsView | null;
   /** The available-components hash the agent reported last (with or without the list), or null. */

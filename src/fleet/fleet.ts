@@ -27,7 +27,8 @@ import type { CredentialPolicy } from '../opamp/bearer-auth.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { mergeFigures, type ProcessFigures } from '../otlp/metrics.js';
 import { updateResourceGauges } from '../otlp/gauges.js';
-import type { AgentView, AvailableComponentsView, ComponentDetailsView, RemoteConfigState } from '../api/views.js';
+import type { AgentPackagesView, AgentView, AvailableComponentsView, ComponentDetailsView, PackageStatusesView, RemoteConfigState } from '../api/views.js';
+import { packageDownloadUrl, packageState } from './packages.js';
 import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
 import {
   attributeIdentity,
@@ -276,6 +277,8 @@ export class Fleet {
     // an agent that already runs the desired config is not sent it again.
     const knowsReported = msg.remoteConfigStatus != null || !fullState;
     if (knowsReported) this.#maybeAddRemoteConfig(rec, conn, response, now);
+    // Likewise packages: the agent's statuses say whether it already has them.
+    if (msg.packageStatuses != null || !fullState) this.#maybeAddPackages(rec, conn, response, now);
     this.#maybeAddConnectionSettings(rec, conn, response, seq === 0n || fullState);
     this.#metrics.messagesSent.inc({ transport: conn.transport });
     this.#changed();
@@ -317,15 +320,20 @@ export class Fleet {
     let pushed = 0;
     for (const rec of this.#agents.values()) {
       const before = rec.desired?.hashHex ?? null;
+      const packagesBefore = rec.packagesDesired?.allHashHex ?? null;
       if (rec.description) this.#resolveIdentity(rec);
       this.#computeDesired(rec);
       this.#judgeDrift(rec);
       this.#judgeComponents(rec);
-      if ((rec.desired?.hashHex ?? null) === before) continue;
+      const configChanged = (rec.desired?.hashHex ?? null) !== before;
+      const packagesChanged = (rec.packagesDesired?.allHashHex ?? null) !== packagesBefore;
+      if (!configChanged && !packagesChanged) continue;
       const conn = rec.connection;
       if (!rec.connected || !conn?.send) continue;
       const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
-      if (this.#maybeAddRemoteConfig(rec, conn, msg, now)) {
+      const withConfig = configChanged && this.#maybeAddRemoteConfig(rec, conn, msg, now);
+      const withPackages = packagesChanged && this.#maybeAddPackages(rec, conn, msg, now);
+      if (withConfig || withPackages) {
         conn.send(msg);
         this.#metrics.messagesSent.inc({ transport: conn.transport });
         pushed++;
@@ -402,14 +410,18 @@ export class Fleet {
     const connected = { websocket: 0, http: 0 };
     const states = { applied: 0, applying: 0, failed: 0, readonly: 0, none: 0 };
     let unbound = 0;
+    const packages = { installed: 0, installing: 0, failed: 0, unsupported: 0, held: 0 };
     for (const rec of this.#agents.values()) {
       if (rec.connected) connected[rec.transport]++;
+      const ps = rec.connected ? packageState(rec) : null;
+      if (ps) packages[ps.state]++;
       if (rec.connected && rec.identityError) unbound++;
       states[configState(rec)]++;
     }
     for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
     for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
     this.#metrics.agentsUnbound.set(unbound);
+    for (const [s, n] of Object.entries(packages)) this.#metrics.packageStates.set({ state: s }, n);
     updateResourceGauges(this.#metrics, this.#agents.values());
   }
 
@@ -459,6 +471,7 @@ export class Fleet {
       },
       drift: rec.drift,
       packageStatuses: rec.packageStatuses,
+      packages: this.#packagesView(rec),
       availableComponents: rec.availableComponents,
       customCapabilities: rec.customCapabilities,
       resources: rec.resources && { rssBytes: rec.resources.rssBytes, cpuSeconds: rec.resources.cpuSeconds, at: new Date(rec.resources.at).toISOString() },
@@ -495,6 +508,8 @@ export class Fleet {
       effectiveConfig: null,
       reported: { hash: null, status: 'UNSET', errorMessage: '' },
       packageStatuses: null,
+      packagesDesired: null,
+      packagesOffered: null,
       availableComponents: null,
       componentsHash: null,
       componentsRequested: null,
@@ -535,6 +550,71 @@ export class Fleet {
     }
     if (next && next.secretValues.length > 0) this.redactor.add(next.secretValues);
     rec.desired = next;
+    const packages = this.#desired && rec.description && !rec.identityError ? this.#desired.packagesFor(rec.namespace, rec.labels) : null;
+    if (packages && packages.secretValues.length > 0) this.redactor.add(packages.secretValues);
+    rec.packagesDesired = packages;
+  }
+
+  /**
+   * Adds `packages_available` (OpAMP §Packages) for an agent that accepts packages and has not
+   * received the current offer: its statuses report another all_packages_hash. Offered once per
+   * connection; again after offerRetryMs to an agent whose statuses still report another hash.
+   * Nothing while the declaration has problems; nothing when no Collector declares packages.
+   */
+  #maybeAddPackages(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number): boolean {
+    const pd = rec.packagesDesired;
+    if (!pd || pd.issues.length > 0 || !hasBit(rec.capabilities, AgentCapabilities.AcceptsPackages)) return false;
+    if ((rec.packageStatuses?.serverProvidedAllPackagesHash ?? '') === pd.allHashHex) return false;
+    const connectionId = conn.send ? conn.id : null;
+    const o = rec.packagesOffered;
+    if (o && o.hash === pd.allHashHex && o.connectionId === connectionId) {
+      // Without statuses there is no telling whether it got the offer: once per connection.
+      if (!hasBit(rec.capabilities, AgentCapabilities.ReportsPackageStatuses) || now - o.at < this.#opts.offerRetryMs) return false;
+    }
+    // A served file is fetched from the OpAMP endpoint the agent reached, with the credential it connected
+    // with (or the one that replaces it): the download is authenticated like the connection.
+    const authorization = this.#credentials?.replacementFor(conn.authorization) ?? conn.authorization;
+    const packages: NonNullable<NonNullable<ServerToAgentProps['packagesAvailable']>['packages']> = {};
+    for (const p of pd.packages) {
+      const served = p.source.kind === 'served';
+      const headers = p.source.kind === 'url' ? p.source.headers.map((h) => ({ key: h.name, value: h.value })) : authorization ? [{ key: 'Authorization', value: authorization }] : [];
+      packages[p.name] = {
+        type: p.type === 'Addon' ? 1 : 0,
+        version: p.version,
+        hash: p.hash,
+        file: {
+          downloadUrl: served ? packageDownloadUrl(conn.endpoint, pd.namespace, p.sha256) : (p.source as { url: string }).url,
+          contentHash: Buffer.from(p.sha256, 'hex'),
+          ...(p.signature ? { signature: p.signature } : {}),
+          ...(headers.length > 0 ? { headers: { headers } } : {}),
+        },
+      };
+    }
+    msg.packagesAvailable = { packages, allPackagesHash: pd.allHash };
+    rec.packagesOffered = { hash: pd.allHashHex, at: now, connectionId };
+    this.#metrics.packageOffers.inc({ transport: conn.transport });
+    this.#log.info({ instanceUid: rec.uid, allPackagesHash: pd.allHashHex, packages: pd.packages.map((p) => `${p.name || '(top-level)'} ${p.version}`) }, 'Offered packages');
+    return true;
+  }
+
+  #packagesView(rec: AgentRecord): AgentPackagesView | null {
+    const pd = rec.packagesDesired;
+    if (!pd) return null;
+    const st = packageState(rec)!;
+    const endpoint = rec.connection?.endpoint;
+    return {
+      allPackagesHash: pd.allHashHex,
+      collectors: pd.collectors,
+      offered: pd.packages.map((p) => ({
+        name: p.name,
+        version: p.version,
+        sha256: p.sha256,
+        downloadUrl: p.source.kind === 'url' ? p.source.url : endpoint ? packageDownloadUrl(endpoint, pd.namespace, p.sha256) : null,
+      })),
+      state: st.state,
+      message: st.message,
+      issues: pd.issues,
+    };
   }
 
   /** Drift is judged only for an agent that says it applied the desired config and reports its effective config. */
@@ -758,6 +838,7 @@ export class Fleet {
     rec.lastSeen = Math.max(rec.lastSeen, now);
     // The offer was on a connection that is gone: a reconnect may need it again.
     rec.offered = null;
+    rec.packagesOffered = null;
   }
 }
 
@@ -794,17 +875,25 @@ function errorResponse(uid: Uint8Array, type: number, message: string): ServerTo
   return { instanceUid: uid, errorResponse: { type, errorMessage: message } };
 }
 
-function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>, clean: (s: string) => string): unknown {
-  const packages: Record<string, unknown> = {};
+const PACKAGE_STATUS_NAMES = ['Installed', 'InstallPending', 'Installing', 'InstallFailed', 'Downloading'] as const;
+
+function packageStatusesView(p: NonNullable<AgentToServer['packageStatuses']>, clean: (s: string) => string): PackageStatusesView {
+  const hex = (b: Uint8Array | null | undefined) => (b && b.length > 0 ? Buffer.from(b).toString('hex') : '');
+  const packages: PackageStatusesView['packages'] = {};
   for (const [name, s] of Object.entries(p.packages ?? {})) {
+    const dd = s.downloadDetails;
     packages[name] = {
       agentHasVersion: s.agentHasVersion ?? '',
+      agentHasHash: hex(s.agentHasHash),
       serverOfferedVersion: s.serverOfferedVersion ?? '',
-      status: ['Installed', 'InstallPending', 'Installing', 'InstallFailed', 'Downloading'][s.status ?? 0] ?? String(s.status),
+      serverOfferedHash: hex(s.serverOfferedHash),
+      status: PACKAGE_STATUS_NAMES[s.status ?? 0] ?? 'InstallPending',
       errorMessage: clean(s.errorMessage ?? ''),
+      downloadPercent: dd ? (dd.downloadPercent ?? 0) : null,
+      downloadBytesPerSecond: dd ? (dd.downloadBytesPerSecond ?? 0) : null,
     };
   }
-  return { packages, errorMessage: clean(p.errorMessage ?? '') };
+  return { serverProvidedAllPackagesHash: hex(p.serverProvidedAllPackagesHash), packages, errorMessage: clean(p.errorMessage ?? '') };
 }
 
 type ComponentDetails = { metadata?: Parameters<typeof keyValuesToObject>[0]; subComponentMap?: Record<string, ComponentDetails> | null };

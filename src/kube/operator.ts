@@ -33,6 +33,9 @@ import { ResilientInformer } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
 import { SecretCache, configSecrets } from './secrets.js';
+import { packagesSummary, servePolicy } from '../packages/desired.js';
+import { PackageFiles, packageDownloadHandler } from '../packages/files.js';
+import { PACKAGES_PATH } from '../fleet/packages.js';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -225,7 +228,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     compiledByKey = new Map(compiled.map((c) => [c.key, c]));
     // Every value the bridge could substitute is scrubbed from what agents report, even before it is pushed.
     fleet.redactor.add(secrets.values());
-    desiredState = new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : [])), configSecrets(secrets));
+    desiredState = new DesiredState(compiled.flatMap((c) => (c.input ? [c.input] : [])), configSecrets(secrets), { servePolicy: servePolicy(spec.packages) });
     fleet.setDesiredState(desiredState);
     scheduleAllStatus();
   }
@@ -263,9 +266,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     const issues = [...new Set([...c.issues, ...extra, ...(c.input && !c.input.invalid ? desiredState.own(c.input).secretIssues : [])])];
     const hash = c.input && !c.input.invalid ? desiredState.ownConfigHash(c.input) : null;
     const fleetCounts = counts().get(ckey) ?? emptyStatus();
+    const ownPackages = c.input && !c.input.invalid ? desiredState.ownPackages(c.input) : null;
     const status = buildCollectorStatus({
       generation: c.generation,
       configHash: hash,
+      packages: ownPackages && { hash: ownPackages.allHashHex, issues: ownPackages.issues },
       issues,
       lastGoodInEffect: c.lastGoodInEffect,
       counts: fleetCounts,
@@ -276,7 +281,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (lastWritten.get(key) === body) return;
     try {
       await k.custom.patchNamespacedCustomObjectStatus(
-        { group: API_GROUP, version: API_VERSION, namespace: cns, plural: COLLECTORS, name: cname, body: { status: { ...status, configHash: status.configHash ?? null } } },
+        { group: API_GROUP, version: API_VERSION, namespace: cns, plural: COLLECTORS, name: cname, body: { status: { ...status, configHash: status.configHash ?? null, packages: status.packages ?? null, resources: status.resources ?? null } } },
         MERGE_PATCH,
       );
       om.statusWrites.inc({ kind: 'Collector', outcome: 'ok' });
@@ -299,6 +304,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       for (const f of problems.values()) {
         if (f.reason === 'Drifted') void events.record(ref, 'Warning', Reason.Drifted, `Agent ${f.message}`);
         else if (f.reason === 'MissingComponents') void events.record(ref, 'Warning', Reason.MissingComponents, `Config ${hash?.slice(0, 12) ?? ''} is not pushed to agents that lack components it uses: ${f.message}`);
+        else if (f.reason === 'PackageInstallFailed') void events.record(ref, 'Warning', Reason.PackageInstallFailed, `Agents failed to install packages ${ownPackages?.allHashHex.slice(0, 12) ?? ''}: ${f.message}`);
         else void events.record(ref, 'Warning', Reason.ApplyFailed, `Agents failed to apply config ${hash?.slice(0, 12) ?? ''}: ${f.message}`);
       }
     }
@@ -524,6 +530,15 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     maxMessagesPerSecond: spec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: spec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+    files: {
+      prefix: PACKAGES_PATH,
+      handle: packageDownloadHandler({
+        files: new PackageFiles({ ...spec.packages, logger: log.child({ component: 'packages' }) }),
+        lookup: (ns, sha) => desiredState.servedPackage(ns, sha),
+        count: (outcome) => metrics.packageDownloads.inc({ outcome }),
+        logger: log.child({ component: 'packages' }),
+      }),
+    },
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
@@ -547,6 +562,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
             valid: issues.length === 0,
             issues,
             configHash: c.input && !c.input.invalid ? desiredState.ownConfigHash(c.input) : null,
+            packages: c.input && !c.input.invalid ? packagesSummary(desiredState.ownPackages(c.input)) : null,
             status: counts().get(c.key) ?? emptyStatus(),
           };
         });

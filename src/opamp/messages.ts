@@ -66,6 +66,7 @@ export const SERVER_CAPABILITIES =
   ServerCapabilities.AcceptsStatus |
   ServerCapabilities.OffersRemoteConfig |
   ServerCapabilities.AcceptsEffectiveConfig |
+  ServerCapabilities.OffersPackages |
   ServerCapabilities.AcceptsPackagesStatus |
   ServerCapabilities.OffersConnectionSettings;
 

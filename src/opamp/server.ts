@@ -62,6 +62,11 @@ export interface OpampServerOptions {
    * the handshake: `authenticate` (e.g. mtlsAuth) refuses it with a 401/403 the client can read.
    */
   tls?: TlsMaterial;
+  /**
+   * Other GET/HEAD resources served on the same port under `prefix` (package files), authenticated
+   * like an OpAMP request first: `handle` gets the verified identity.
+   */
+  files?: { prefix: string; handle: (req: IncomingMessage, res: ServerResponse, path: string, identity: VerifiedIdentity | undefined) => Promise<void> };
 }
 
 interface WsState {
@@ -97,7 +102,7 @@ export class TokenBucket {
 }
 
 export class OpampServer {
-  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls'>> & Pick<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls'>;
+  readonly #opts: Required<Omit<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls' | 'files'>> & Pick<OpampServerOptions, 'onProtocolError' | 'authenticate' | 'tls' | 'files'>;
   readonly #http: Server | HttpsServer;
   readonly #wss: WebSocketServer;
   readonly #sockets = new Map<WebSocket, WsState>();
@@ -363,7 +368,10 @@ export class OpampServer {
   }
 
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.#pathOf(req) !== this.#opts.path) {
+    const files = this.#opts.files;
+    const path = this.#pathOf(req);
+    if (files && path.startsWith(files.prefix)) return this.#onFileRequest(req, res, path, files);
+    if (path !== this.#opts.path) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;
     }
@@ -441,6 +449,22 @@ export class OpampServer {
     }
     headers['Content-Length'] = String(out.length);
     res.writeHead(200, headers).end(out);
+  }
+
+  async #onFileRequest(req: IncomingMessage, res: ServerResponse, path: string, files: NonNullable<OpampServerOptions['files']>): Promise<void> {
+    let identity: VerifiedIdentity | undefined;
+    if (this.#opts.authenticate) {
+      const r = await this.#opts.authenticate(req);
+      if (!r.ok) {
+        this.#opts.logger.warn({ path, source: req.socket.remoteAddress, status: r.status, reason: r.reason }, 'Refused a file request');
+        req.resume();
+        const headers: Record<string, string> = { 'Content-Type': 'text/plain', ...(r.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}) };
+        res.writeHead(r.status, headers).end(`${r.reason}\n`);
+        return;
+      }
+      identity = r.identity;
+    }
+    await files.handle(req, res, path, identity);
   }
 }
 

@@ -1,6 +1,12 @@
 import { compareCollectors, renderMerged, type CollectorInput, type RenderedConfig } from './render.js';
 import type { SecretSource } from './secrets.js';
 import { selectorMatches } from './select.js';
+import { combinePackages, type DesiredPackages, type OfferedPackage, type ServePolicy } from '../packages/desired.js';
+
+export interface DesiredStateOptions {
+  /** Whether the bridge may serve a package file (OpAMPBridge spec.packages); default: never. */
+  servePolicy?: ServePolicy;
+}
 
 /**
  * The desired state at one moment: the valid Collectors, grouped by namespace. Answers "what
@@ -11,9 +17,18 @@ export class DesiredState {
   readonly #byNamespace = new Map<string, CollectorInput[]>();
   readonly #cache = new Map<string, RenderedConfig>();
   readonly #own = new Map<string, RenderedConfig>();
+  readonly #packages = new Map<string, DesiredPackages | null>();
+  /** namespace → sha256 → a served package of that namespace with that file. */
+  readonly #served = new Map<string, Map<string, OfferedPackage>>();
+  readonly #servePolicy: ServePolicy;
 
   /** `secrets` resolves `${secret:...}` references; it must not change while this state is in use. */
-  constructor(collectors: readonly CollectorInput[], private readonly secrets?: SecretSource) {
+  constructor(
+    collectors: readonly CollectorInput[],
+    private readonly secrets?: SecretSource,
+    opts: DesiredStateOptions = {},
+  ) {
+    this.#servePolicy = opts.servePolicy ?? (() => 'this bridge serves no package files');
     for (const c of [...collectors].sort(compareCollectors)) {
       let list = this.#byNamespace.get(c.namespace);
       if (!list) this.#byNamespace.set(c.namespace, (list = []));
@@ -34,6 +49,45 @@ export class DesiredState {
     let r = this.#cache.get(key);
     if (!r) this.#cache.set(key, (r = renderMerged(matched, this.secrets)));
     return r;
+  }
+
+  /** The packages an agent is offered, or null when no Collector that selects it declares any. */
+  packagesFor(namespace: string, labels: Readonly<Record<string, string>>): DesiredPackages | null {
+    const matched = this.matching(namespace, labels).filter((c) => !c.invalid);
+    if (!matched.some((c) => c.packages?.length)) return null;
+    const key = matched.map((c) => `${c.namespace}/${c.name}@${c.revision}`).join('\n');
+    let r = this.#packages.get(key);
+    if (r === undefined) this.#packages.set(key, (r = combinePackages(matched, this.secrets, this.#servePolicy)));
+    return r;
+  }
+
+  /** One Collector's packages alone (its status hash and its own issues), or null when it declares none. */
+  ownPackages(input: CollectorInput): DesiredPackages | null {
+    if (!input.packages?.length) return null;
+    const key = `own\n${input.namespace}/${input.name}@${input.revision}`;
+    let r = this.#packages.get(key);
+    if (r === undefined) this.#packages.set(key, (r = combinePackages([input], this.secrets, this.#servePolicy)));
+    return r;
+  }
+
+  /**
+   * A package the bridge serves to agents of `namespace` whose file has this SHA-256 (a valid
+   * Collector of that namespace declares it), or undefined: files never cross namespaces.
+   */
+  servedPackage(namespace: string, sha256: string): OfferedPackage | undefined {
+    if (this.#served.size === 0) {
+      for (const c of this.collectors()) {
+        const own = c.invalid ? null : this.ownPackages(c);
+        for (const p of own?.packages ?? []) {
+          if (p.source.kind !== 'served' || p.problem) continue;
+          let m = this.#served.get(c.namespace);
+          if (!m) this.#served.set(c.namespace, (m = new Map()));
+          if (!m.has(p.sha256)) m.set(p.sha256, p);
+        }
+      }
+      if (this.#served.size === 0) this.#served.set('', new Map());
+    }
+    return this.#served.get(namespace)?.get(sha256);
   }
 
   /** One Collector's config rendered alone: its `configHash`, and whether its Secrets resolve. */

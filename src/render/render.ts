@@ -1,5 +1,5 @@
 import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from 'yaml';
-import type { LabelSelector } from '../schema/v1alpha1/index.js';
+import type { AgentPackage, LabelSelector } from '../schema/v1alpha1/index.js';
 import { configMapHash } from './hash.js';
 import { deepMerge, isPlainObject } from './merge.js';
 import { secretReferences, substituteSecrets, type SecretSource } from './secrets.js';
@@ -19,6 +19,8 @@ export interface CollectorInput {
   config: Record<string, unknown>;
   /** Secrets (in `namespace`) the config may reference: its spec.secretRefs. */
   secretNames?: string[];
+  /** Packages offered to the agents it selects (spec.packages). */
+  packages?: AgentPackage[];
   /**
    * Set when the Collector's own config is invalid and no earlier valid version is known: the
    * agents it selects are held (nothing is pushed to them) rather than sent a config without it.

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { API_GROUP, Collector, GROUP_VERSION, NamespaceName, ObjectName, OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+import { packageSpecIssues } from '../packages/desired.js';
 
 export interface LoadedCollector {
   resource: Collector;
@@ -329,8 +330,10 @@ export function parseManifestText(
       const secretNames = (res.spec.secretRefs ?? []).map((x) => x.name);
       const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {}, secretNames);
       if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
+      const packageIssues = packageSpecIssues(res.spec.packages, secretNames);
+      if (packageIssues.length > 0) return void issues.push(...packageIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: ${m}`));
       const revision = createHash('sha256')
-        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config, secretNames]))
+        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config, secretNames, res.spec.packages ?? []]))
         .digest('hex')
         .slice(0, 16);
       collectors.push({
@@ -346,6 +349,7 @@ export function parseManifestText(
           selector: res.spec.selector,
           config: cfg.config,
           secretNames,
+          ...(res.spec.packages?.length ? { packages: res.spec.packages } : {}),
         },
       });
     } else if (obj['kind'] === 'OpAMPBridge') {

@@ -46,6 +46,24 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Remote config statuses FAILED reported by agents',
       registers: [registry],
     }),
+    packageOffers: new Counter({
+      name: 'fleetbridge_package_offers_total',
+      help: 'PackagesAvailable messages sent to agents',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
+    packageDownloads: new Counter({
+      name: 'fleetbridge_package_downloads_total',
+      help: 'Package file requests to the OpAMP endpoint (GET /v1/packages/...), by outcome: served, partial, not_modified, unauthenticated, forbidden, not_found, unavailable, bad_request',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    packageStates: new Gauge({
+      name: 'fleetbridge_agents_package_state',
+      help: 'Agents offered packages, by where they stand: installed, installing, failed, unsupported (does not accept packages), held (nothing offered: a problem in the declaration)',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
     configStatus: new Gauge({
       name: 'fleetbridge_agents_config_status',
       help: 'Known agents by remote config state relative to their desired config (applied, applying, failed, none)',

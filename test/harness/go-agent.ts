@@ -116,6 +116,8 @@ export interface GoAgentOptions {
   acceptsRemoteConfig?: boolean;
   reportsHeartbeat?: boolean;
   acceptsConnectionSettings?: boolean;
+  /** Advertise AcceptsPackages + ReportsPackageStatuses and install offered packages (SHA-256 checked). */
+  acceptsPackages?: boolean;
   /** Initial heartbeat interval; a server offer (ConnectionSettingsOffers.opamp.heartbeat_interval_seconds) overrides it. Default: opamp-go's 30 s. */
   heartbeatSeconds?: number;
   /** Extra HTTP headers on the WebSocket upgrade request. */
@@ -200,6 +202,7 @@ export async function startGoAgent(opts: GoAgentOptions): Promise<GoAgent> {
   if (opts.acceptsRemoteConfig !== undefined) args.push(`--accepts-remote-config=${opts.acceptsRemoteConfig}`);
   if (opts.reportsHeartbeat !== undefined) args.push(`--reports-heartbeat=${opts.reportsHeartbeat}`);
   if (opts.acceptsConnectionSettings !== undefined) args.push(`--accepts-connection-settings=${opts.acceptsConnectionSettings}`);
+  if (opts.acceptsPackages !== undefined) args.push(`--accepts-packages=${opts.acceptsPackages}`);
   if (opts.heartbeatSeconds !== undefined) args.push('--heartbeat-seconds', String(opts.heartbeatSeconds));
   if (opts.caFile) args.push('--ca-file', opts.caFile);
   if (opts.certFile) args.push('--cert-file', opts.certFile);

@@ -4,7 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { createOpAMPClient, RemoteConfigStatuses } from '@elastic/opamp-client-node';
@@ -64,7 +67,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     return ns;
   }
 
-  async function bridge(ns: string, extra: { namespaceSelector?: unknown } = {}): Promise<RunningOperator> {
+  async function bridge(ns: string, extra: { namespaceSelector?: unknown; packages?: unknown } = {}): Promise<RunningOperator> {
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ...extra } } });
     const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: `test-${ns}` });
     cleanups.push(() => op.stop());
@@ -225,6 +228,65 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     await patchCollectorSpec(ns, 'edge', { config: { exporters: { otlp: { endpoint: 'gw:4317' } } } });
     await vi.waitFor(() => expect(configs(a)).toHaveLength(1), WAIT);
     expect(configs(a)[0]!.cfg).toEqual({ exporters: { otlp: { endpoint: 'gw:4317' } } });
+  });
+
+  it('offers a Collector\'s packages, serves the file from the bridge\'s directory, and writes where agents stand into status (installed, then a failed install with an Event)', async () => {
+    const ns = await namespace('packages');
+    const dir = mkdtempSync(join(tmpdir(), 'fleetbridge-kpkgs-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = randomBytes(40_000);
+    const sha = createHash('sha256').update(file).digest('hex');
+    writeFileSync(join(dir, 'otelcol.bin'), file);
+    const op = await bridge(ns, { packages: { directory: dir } });
+    await custom.createNamespacedCustomObject({
+      group: G, version: V, namespace: ns, plural: 'collectors',
+      body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'pk' }, spec: { selector: { matchLabels: { role: 'pk' } }, config: {}, packages: [{ name: 'otelcol', version: '1.2.3', sha256: sha, serve: { path: 'otelcol.bin' } }] } },
+    });
+    await pod(ns, 'pk-1', { role: 'pk' });
+    const a = await RawWsAgent.connect(op.opampUrl.websocket);
+    cleanups.push(async () => a.terminate());
+    const caps = CAPS | C.AcceptsPackages | C.ReportsPackageStatuses;
+    a.send({
+      capabilities: caps,
+      agentDescription: { identifyingAttributes: [{ key: 'service.name', value: { stringValue: 'otelcol' } }], nonIdentifyingAttributes: [{ key: 'k8s.pod.name', value: { stringValue: 'pk-1' } }, { key: 'k8s.namespace.name', value: { stringValue: ns } }] },
+      remoteConfigStatus: {},
+      packageStatuses: {},
+    });
+    await vi.waitFor(() => expect(a.received.some((m) => m.packagesAvailable)).toBe(true), WAIT);
+    const offer = a.received.find((m) => m.packagesAvailable)!.packagesAvailable!;
+    const p = offer.packages!['otelcol']!;
+    expect(p.version).toBe('1.2.3');
+    expect(Buffer.from(p.file!.contentHash!).toString('hex')).toBe(sha);
+    const got = Buffer.from(await (await fetch(p.file!.downloadUrl!)).arrayBuffer());
+    expect(createHash('sha256').update(got).digest('hex')).toBe(sha);
+    const statuses = (status: number, errorMessage = '') => ({
+      serverProvidedAllPackagesHash: offer.allPackagesHash,
+      packages: { otelcol: { name: 'otelcol', agentHasVersion: status === 0 ? '1.2.3' : '', agentHasHash: status === 0 ? p.hash : new Uint8Array(), serverOfferedVersion: '1.2.3', serverOfferedHash: p.hash, status, errorMessage } },
+    });
+    await vi.waitFor(() => expect(configs(a)).toHaveLength(1), WAIT);
+    report(a, configs(a)[0]!.hash, 'APPLIED');
+    a.send({ capabilities: caps, packageStatuses: statuses(0) });
+    await vi.waitFor(async () => {
+      const c = await getCollector(ns, 'pk');
+      expect(c.status?.['packages']).toEqual({ hash: Buffer.from(offer.allPackagesHash!).toString('hex'), offered: 1, installed: 1, installing: 0, failed: 0, unsupported: 0 });
+      expect(cond(c.status, 'Ready')).toMatchObject({ status: 'True' });
+    }, WAIT);
+    a.send({ capabilities: caps, packageStatuses: statuses(3, 'disk full') });
+    await vi.waitFor(async () => {
+      const c = await getCollector(ns, 'pk');
+      expect(c.status?.['packages']).toMatchObject({ installed: 0, failed: 1 });
+      expect(c.status?.['failingAgents']).toContainEqual(expect.objectContaining({ name: `${ns}/pk-1`, reason: 'PackageInstallFailed', message: expect.stringContaining('disk full') }));
+      expect(cond(c.status, 'Degraded')).toMatchObject({ status: 'True', reason: 'PackageInstallFailed' });
+      expect(cond(c.status, 'Ready')).toMatchObject({ status: 'False', reason: 'PackageInstallFailed' });
+      const evs = await core.listNamespacedEvent({ namespace: ns });
+      expect(evs.items.some((e) => e.reason === 'PackageInstallFailed' && e.involvedObject.name === 'pk' && /disk full/.test(e.message ?? ''))).toBe(true);
+    }, WAIT);
+    // The CRD refuses a package with two sources or with none, and duplicate names.
+    const create = (packages: unknown) => custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: `bad-${randomBytes(2).toString('hex')}` }, spec: { selector: {}, config: {}, packages } } }).then(() => 'accepted', (err: { body?: string }) => (JSON.parse(err.body ?? '{}') as { message?: string }).message ?? String(err));
+    expect(await create([{ version: '1', sha256: sha }])).toMatch(/set exactly one of url/);
+    expect(await create([{ version: '1', sha256: sha, url: 'https://x/y', serve: { path: 'a' } }])).toMatch(/set exactly one of url/);
+    expect(await create([{ name: 'a', version: '1', sha256: sha, url: 'https://x/1' }, { name: 'a', version: '2', sha256: sha, url: 'https://x/2' }])).toMatch(/package names must be unique/);
+    expect(await create([{ version: '1', sha256: 'ABC', url: 'https://x/1' }])).toMatch(/sha256/);
   });
 
   it('moves an agent to the other Collector\'s config when its pod is relabelled, and sends nothing once no Collector matches', async () => {

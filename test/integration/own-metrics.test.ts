@@ -91,6 +91,12 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
     expect(gauge('fleetbridge_collector_agents_rss_bytes', 'max')).toBeGreaterThan(1_000_000);
     expect(gauge('fleetbridge_collector_agents_cpu_seconds', 'sum')).toBeGreaterThan(0);
     expect(text).toMatch(/^fleetbridge_own_metrics_resources_total\{result="matched"\} [1-9]/m);
+    // The Collector's status summary: totals and max, never per-agent lists.
+    const summary = (await bridge.getCollector('measured'))?.status.resources;
+    expect(summary?.agents).toBe(1);
+    expect(summary?.memoryTotalBytes).toBeGreaterThan(1_000_000);
+    expect(summary?.memoryMaxBytes).toBe(summary?.memoryTotalBytes);
+    expect(summary?.cpuSecondsTotal).toBeGreaterThan(0);
 
     // A second export, 60 s after the first: CPU seconds are cumulative and grow.
     const second: AgentView = await waitUntil(async () => {

@@ -91,6 +91,23 @@ export const OpAMPBridgeSpec = z
       })
       .strict()
       .optional(),
+    packages: z
+      .object({
+        directory: z
+          .string()
+          .regex(/^\//, { message: 'must be an absolute path' })
+          .optional()
+          .describe("A folder in the bridge's filesystem (e.g. a mounted volume) whose files Collectors may offer with spec.packages[].serve.path. Unset: serve.path is refused."),
+        allowedSourcePrefixes: z
+          .array(z.string().regex(/^https?:\/\/[^\s]+\/$/, { message: 'must be an http(s) URL ending in /' }))
+          .max(32)
+          .optional()
+          .describe('URL prefixes the bridge may fetch package files from for spec.packages[].serve.url (each ends in /). Unset: serve.url is refused (a Collector writer could otherwise make the bridge fetch any URL it can reach).'),
+        maxFileBytes: z.number().int().min(1).default(1024 * 1024 * 1024).describe('Largest package file the bridge fetches for serve.url, in bytes. Default 1 GiB.'),
+      })
+      .strict()
+      .optional()
+      .describe('Where package files the bridge serves itself may come from (Collector spec.packages[].serve).'),
     namespaceSelector: LabelSelector.optional().describe(
       "Namespaces whose Collectors and pods this bridge serves, by namespace label. Default: the bridge's own namespace only.",
     ),

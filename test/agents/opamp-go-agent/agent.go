@@ -76,6 +76,7 @@ type agentOptions struct {
 	acceptsRemoteConfig       bool
 	reportsHeartbeat          bool
 	acceptsConnectionSettings bool
+	acceptsPackages           bool
 	heartbeat                 *time.Duration
 	tlsConfig                 *tls.Config // nil: plain ws:// (opamp-go switches the scheme to wss when set)
 }
@@ -90,6 +91,7 @@ type pendingConfig struct {
 type agent struct {
 	opts      agentOptions
 	out       *emitter
+	packages  *memPackages
 	log       types.Logger
 	startedAt time.Time
 	configs   chan pendingConfig
@@ -122,6 +124,7 @@ func newAgent(opts agentOptions, out *emitter, log types.Logger) *agent {
 		identifying:    stringKVs(opts.idAttrs),
 		nonIdentifying: stringKVs(opts.attrs),
 		mode:           "apply",
+		packages:       newMemPackages(out),
 		applyDelay:     100 * time.Millisecond,
 		health: &protobufs.ComponentHealth{
 			Healthy:            true,
@@ -147,6 +150,10 @@ func (a *agent) capabilities() protobufs.AgentCapabilities {
 	}
 	if a.opts.acceptsConnectionSettings {
 		c |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings
+	}
+	if a.opts.acceptsPackages {
+		c |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages |
+			protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses
 	}
 	return c
 }
@@ -186,7 +193,13 @@ func (a *agent) start() error {
 		return fmt.Errorf("SetHealth: %w", err)
 	}
 	caps := a.capabilities()
-	if err := c.SetCapabilities(&caps); err != nil {
+	// opamp-go v0.23.0 checks package capabilities against the PackagesStateProvider in
+	// SetCapabilities, but the provider only arrives with Start's settings: set the other bits
+	// here, and all of them through StartSettings.Capabilities (deprecated, but checked after the
+	// provider is set, in PrepareStart).
+	packageBits := protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages | protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses
+	early := caps &^ packageBits
+	if err := c.SetCapabilities(&early); err != nil {
 		return fmt.Errorf("SetCapabilities: %w", err)
 	}
 	var rcs *protobufs.RemoteConfigStatus
@@ -201,6 +214,10 @@ func (a *agent) start() error {
 		HeartbeatInterval:  a.opts.heartbeat,
 		TLSConfig:          a.opts.tlsConfig,
 		Callbacks:          a.callbacks(gen),
+	}
+	if a.opts.acceptsPackages {
+		settings.PackagesStateProvider = a.packages
+		settings.Capabilities = caps
 	}
 	a.firstMessagePend = true
 	if err := c.Start(context.Background(), settings); err != nil {
@@ -288,6 +305,7 @@ func (a *agent) callbacks(gen int) types.Callbacks {
 		GetEffectiveConfig: func(ctx context.Context) (*protobufs.EffectiveConfig, error) {
 			return a.getEffectiveConfig(gen), nil
 		},
+		DownloadHTTPClient: a.downloadClient,
 	}
 }
 
@@ -320,6 +338,9 @@ func (a *agent) getEffectiveConfig(gen int) *protobufs.EffectiveConfig {
 }
 
 func (a *agent) onMessage(gen int, msg *types.MessageData) {
+	if msg.PackagesAvailable != nil {
+		a.onPackagesAvailable(gen, msg.PackagesAvailable, msg.PackageSyncer)
+	}
 	if id := msg.AgentIdentification; id != nil && len(id.NewInstanceUid) == 16 {
 		// opamp-go already switched its sender to the new uid (rcvAgentIdentification); keep it
 		// for the next restart too.

@@ -66,6 +66,7 @@ func run() int {
 		acceptsRemote  = flag.Bool("accepts-remote-config", true, "advertise AcceptsRemoteConfig")
 		reportsHB      = flag.Bool("reports-heartbeat", true, "advertise ReportsHeartbeat")
 		acceptsConnSet = flag.Bool("accepts-connection-settings", true, "advertise AcceptsOpAMPConnectionSettings")
+		acceptsPkgs    = flag.Bool("accepts-packages", false, "advertise AcceptsPackages and ReportsPackageStatuses and install offered packages (in memory, SHA-256 checked)")
 		heartbeatSecs  = flag.Int("heartbeat-seconds", -1, "initial heartbeat interval in seconds (-1: opamp-go default of 30s; 0 disables); the server's ConnectionSettingsOffers.opamp.heartbeat_interval_seconds overrides it")
 		maxLifetime    = flag.Duration("max-lifetime", 10*time.Minute, "hard limit after which the process exits")
 		verbose        = flag.Bool("verbose", false, "log opamp-go debug messages to stderr")
@@ -130,6 +131,7 @@ func run() int {
 		acceptsRemoteConfig:       *acceptsRemote,
 		reportsHeartbeat:          *reportsHB,
 		acceptsConnectionSettings: *acceptsConnSet,
+		acceptsPackages:           *acceptsPkgs,
 		heartbeat:                 heartbeat,
 		tlsConfig:                 tlsConfig,
 	}, out, logger)

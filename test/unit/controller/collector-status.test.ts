@@ -85,3 +85,30 @@ describe('aggregateCollectorStatus: agent versions', () => {
     expect(v.reduce((n, e) => n + e.agents, 0)).toBe(MAX_VERSIONS_LISTED + 5);
   });
 });
+
+describe('buildCollectorStatus: packages and resources', () => {
+  const base = { generation: 1, configHash: 'h', issues: [], lastGoodInEffect: false, previous: undefined, now: t0 };
+  it('counts package states, is Degraded on a failed install and on held packages, and omits both when none are declared', () => {
+    const ok = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 2, applied: 2, packages: { offered: 1, installed: 1, installing: 0, failed: 0, unsupported: 1 } }, packages: { hash: 'p', issues: [] } });
+    expect(ok.packages).toEqual({ hash: 'p', offered: 1, installed: 1, installing: 0, failed: 0, unsupported: 1 });
+    expect(cond(ok, 'Ready')).toMatchObject({ status: 'True', reason: 'AllApplied' });
+    const failing = [{ instanceUid: 'u', name: 'ns/p', reason: 'PackageInstallFailed' as const, message: 'otelcol 1.0: content hash mismatch' }];
+    const bad = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 1, applied: 1, packages: { offered: 1, installed: 0, installing: 0, failed: 1, unsupported: 0 }, failing }, packages: { hash: 'p', issues: [] } });
+    expect(cond(bad, 'Degraded')).toMatchObject({ status: 'True', reason: 'PackageInstallFailed', message: '1 of 1 agents failed to install the packages; ns/p: otelcol 1.0: content hash mismatch' });
+    expect(cond(bad, 'Ready')).toMatchObject({ status: 'False', reason: 'PackageInstallFailed' });
+    // A config failure says more and wins.
+    const both = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 1, failed: 1, packages: { offered: 1, installed: 0, installing: 0, failed: 1, unsupported: 0 }, failing: [{ instanceUid: 'u', name: 'ns/p', reason: 'ApplyFailed' as const, message: 'boom' }, ...failing] } });
+    expect(cond(both, 'Degraded')).toMatchObject({ reason: 'ApplyFailed', message: '1 of 1 agents failed to apply the config; ns/p: boom' });
+    const held = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 1, applied: 1 }, packages: { hash: 'p', issues: ['package "x": serve.path needs the OpAMPBridge to set spec.packages.directory'] } });
+    expect(held.packages).toMatchObject({ offered: 0, problems: ['package "x": serve.path needs the OpAMPBridge to set spec.packages.directory'] });
+    expect(cond(held, 'Degraded')).toMatchObject({ status: 'True', reason: 'PackagesHeld' });
+    const none = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 1, applied: 1 } });
+    expect(none.packages).toBeUndefined();
+    expect(none.resources).toBeUndefined();
+  });
+
+  it('carries the resource summary, never per-agent figures', () => {
+    const s = buildCollectorStatus({ ...base, counts: { ...emptyStatus(), matched: 2, applied: 2, resources: { agents: 2, memoryTotalBytes: 300, memoryMaxBytes: 200, cpuSecondsTotal: 1.5 } } });
+    expect(s.resources).toEqual({ agents: 2, memoryTotalBytes: 300, memoryMaxBytes: 200, cpuSecondsTotal: 1.5 });
+  });
+});
