@@ -45,6 +45,8 @@ export interface StandaloneOptions {
   pingIntervalMs?: number;
   /** How often silent HTTP agents are swept, ms. Default 5,000. */
   sweepIntervalMs?: number;
+  /** How long the manifest watcher waits for more changes before applying them, ms. Default 100. */
+  watchDebounceMs?: number;
   metrics?: Metrics;
 }
 
@@ -62,6 +64,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   const manifests = new ManifestDirectory({
     dir: opts.manifestsDir,
     logger: log.child({ component: 'manifests' }),
+    ...(opts.watchDebounceMs !== undefined ? { debounceMs: opts.watchDebounceMs } : {}),
     onChange: (snap) => apply(snap),
   });
   const initial = await manifests.load();

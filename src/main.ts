@@ -10,7 +10,7 @@ import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `Usage:
   fleetbridge standalone --manifests DIR [--opamp-port 4320] [--http-port 8080] [--host 0.0.0.0]
-                         [--heartbeat-interval SECONDS] [--max-message-bytes N]
+                         [--heartbeat-interval SECONDS] [--max-message-bytes N] [--watch-debounce-ms 100]
   fleetbridge operator   [--kubeconfig PATH] [--namespace NS] [--bridge NAME]
                          [--opamp-port PORT] [--http-port 8080] [--host 0.0.0.0] [--advertise-url URL]
 
@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<void> {
         host: { type: 'string' },
         'heartbeat-interval': { type: 'string' },
         'max-message-bytes': { type: 'string' },
+        'watch-debounce-ms': { type: 'string' },
       },
       strict: true,
     }));
@@ -75,6 +76,7 @@ async function main(argv: string[]): Promise<void> {
       host: values.host,
       heartbeatIntervalSeconds: intFlag(values['heartbeat-interval'], 'heartbeat-interval'),
       maxMessageBytes: intFlag(values['max-message-bytes'], 'max-message-bytes'),
+      watchDebounceMs: intFlag(values['watch-debounce-ms'], 'watch-debounce-ms'),
     });
   } catch (err) {
     logger.fatal({ err }, 'Fleetbridge failed to start');

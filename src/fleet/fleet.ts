@@ -20,6 +20,10 @@ import {
   type ServerToAgentProps,
 } from '../opamp/messages.js';
 import { newUuidV7, parseUid, uidToString } from '../opamp/uid.js';
+import { encodeServerToAgent } from '../opamp/codec.js';
+
+/** Messages sent per turn of the event loop in a fan-out. */
+const SEND_BATCH = 1000;
 import { configDifferences, parseConfigBody } from './drift.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
 import { Redactor } from '../render/secrets.js';
@@ -317,7 +321,7 @@ export class Fleet {
   refresh(): void {
     const end = this.#metrics.renderDuration.startTimer();
     const now = this.#opts.now();
-    let pushed = 0;
+    const outbox: { rec: AgentRecord; conn: AgentConnection; msg: ServerToAgentProps }[] = [];
     for (const rec of this.#agents.values()) {
       const before = rec.desired?.hashHex ?? null;
       const packagesBefore = rec.packagesDesired?.allHashHex ?? null;
@@ -331,17 +335,52 @@ export class Fleet {
       const conn = rec.connection;
       if (!rec.connected || !conn?.send) continue;
       const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
-      const withConfig = configChanged && this.#maybeAddRemoteConfig(rec, conn, msg, now);
+      const withConfig = configChanged && this.#maybeAddRemoteConfig(rec, conn, msg, now, 'debug');
       const withPackages = packagesChanged && this.#maybeAddPackages(rec, conn, msg, now);
-      if (withConfig || withPackages) {
-        conn.send(msg);
-        this.#metrics.messagesSent.inc({ transport: conn.transport });
-        pushed++;
-      }
+      if (withConfig || withPackages) outbox.push({ rec, conn, msg });
     }
     end();
-    if (pushed > 0) this.#log.info({ pushed }, 'Pushed remote config to connected agents');
+    if (outbox.length > 0) {
+      this.#log.info({ pushed: outbox.length, configs: new Set(outbox.map((o) => o.rec.desired?.hashHex)).size }, 'Pushing remote config to connected agents');
+      this.#sendAll(outbox);
+    }
     this.#changed();
+  }
+
+  /**
+   * Sends a fan-out: each distinct remote config is encoded once (agents' messages differ only in
+   * their instance_uid and what else they carry), and the sends go out in batches with the event
+   * loop free in between, so a push to 19,000 agents never stalls heartbeats. A message whose
+   * connection was replaced meanwhile is dropped (the new connection gets what it needs when it
+   * reports).
+   */
+  #sendAll(outbox: { rec: AgentRecord; conn: AgentConnection; msg: ServerToAgentProps }[]): void {
+    const shared = new Map<string, Uint8Array>();
+    const prepared = outbox.map(({ rec, conn, msg }) => {
+      let tail: Uint8Array | undefined;
+      const rc = msg.remoteConfig;
+      if (rc && rec.desired) {
+        const key = rec.desired.hashHex;
+        tail = shared.get(key);
+        if (!tail) shared.set(key, (tail = encodeServerToAgent({ remoteConfig: rc })));
+        msg = { ...msg };
+        delete msg.remoteConfig;
+      }
+      return { rec, conn, msg, tail };
+    });
+    const sendBatch = (from: number) => {
+      const to = Math.min(prepared.length, from + SEND_BATCH);
+      let ws = 0;
+      for (let i = from; i < to; i++) {
+        const p = prepared[i]!;
+        if (p.rec.connection !== p.conn || !p.rec.connected) continue;
+        p.conn.send!(p.msg, p.tail);
+        ws++;
+      }
+      if (ws > 0) this.#metrics.messagesSent.inc({ transport: 'websocket' }, ws);
+      if (to < prepared.length) setImmediate(() => sendBatch(to));
+    };
+    sendBatch(0);
   }
 
   /**
@@ -666,7 +705,7 @@ export class Fleet {
   }
 
   /** Adds `remote_config` when the agent accepts config, lacks the desired one, and it is not a known failure. */
-  #maybeAddRemoteConfig(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number): boolean {
+  #maybeAddRemoteConfig(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number, level: 'info' | 'debug' = 'info'): boolean {
     const d = rec.desired;
     if (!d || d.issues.length > 0) return false;
     if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return false;
@@ -684,7 +723,7 @@ export class Fleet {
     };
     rec.offered = { hash: d.hashHex, at: now, connectionId };
     this.#metrics.configPushes.inc({ transport: conn.transport });
-    this.#log.info({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
+    this.#log[level]({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
     if (hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) && !componentsKnown(rec)) {
       this.#log.warn({ instanceUid: rec.uid, configHash: d.hashHex }, 'Sent remote config without checking components: the agent did not send the list it was asked for');
     }

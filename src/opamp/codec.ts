@@ -39,7 +39,7 @@ export function encodeServerToAgent(msg: ServerToAgentProps): Uint8Array {
   return pb.ServerToAgent.encode(msg).finish();
 }
 
-/** Header and data as one WebSocket message (never two frames). */
-export function encodeWsMessage(msg: ServerToAgentProps): Buffer {
-  return Buffer.concat([HEADER, encodeServerToAgent(msg)]);
+/** Header and data as one WebSocket message (never two frames); `tail` is more of the message, already encoded. */
+export function encodeWsMessage(msg: ServerToAgentProps, tail?: Uint8Array): Buffer {
+  return tail ? Buffer.concat([HEADER, encodeServerToAgent(msg), tail]) : Buffer.concat([HEADER, encodeServerToAgent(msg)]);
 }

@@ -35,6 +35,11 @@ export interface AgentConnection {
   readonly authorization?: string | undefined;
   /** The identity the server verified at connect (e.g. from a ServiceAccount token), if any. */
   readonly verified?: VerifiedIdentity | undefined;
-  send?(msg: ServerToAgentProps): void;
+  /**
+   * Sends `msg`; `tail`, when given, is more of the same ServerToAgent already encoded (protobuf
+   * messages concatenate: the receiver parses them as one), so a part shared by many agents — a
+   * remote config — is encoded once per fan-out, not once per agent.
+   */
+  send?(msg: ServerToAgentProps, tail?: Uint8Array): void;
   close?(code: number, reason: string): void;
 }

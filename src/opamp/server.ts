@@ -279,9 +279,9 @@ export class OpampServer {
       endpoint,
       authorization,
       verified,
-      send: (msg) => {
+      send: (msg, tail) => {
         if (ws.readyState !== ws.OPEN) return;
-        ws.send(encodeWsMessage(msg), { binary: true });
+        ws.send(encodeWsMessage(msg, tail), { binary: true });
       },
       close: (code, reason) => ws.close(code, reason),
     };

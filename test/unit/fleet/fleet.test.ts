@@ -28,7 +28,8 @@ function wsConn(): AgentConnection & { sent: ServerToAgentProps[]; closed: [numb
     endpoint: 'ws://127.0.0.1:4320/v1/opamp',
     sent: [] as ServerToAgentProps[],
     closed: [] as [number, string][],
-    send(m: ServerToAgentProps) { c.sent.push(m); },
+    // A fan-out sends the shared part pre-encoded (`tail`): the test sees the whole message, as an agent would.
+    send(m: ServerToAgentProps, tail?: Uint8Array) { c.sent.push(tail ? { ...m, remoteConfig: pb.ServerToAgent.decode(tail).remoteConfig } : m); },
     close(code: number, reason: string) { c.closed.push([code, reason]); },
   };
   return c;
@@ -274,6 +275,50 @@ describe('Fleet#setDesiredState', () => {
     f.setDesiredState(new DesiredState([]));
     expect(ws.sent).toHaveLength(1);
     expect(f.get(uidToString(uid(20)))!.desired).toBeNull();
+  });
+});
+
+describe('Fleet fan-out', () => {
+  it('encodes each distinct config once, sends in batches with the event loop free between them, and skips replaced connections', async () => {
+    const f = setup();
+    const conns: ReturnType<typeof wsConn>[] = [];
+    const bigUid = (i: number) => {
+      const b = new Uint8Array(16);
+      b[0] = 0x02;
+      b[14] = i >> 8;
+      b[15] = i & 0xff;
+      return b;
+    };
+    for (let i = 0; i < 2500; i++) {
+      const c = wsConn();
+      conns.push(c);
+      const first = f.handleMessage(c, msg({ instanceUid: bigUid(i), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
+      f.handleMessage(c, msg({ instanceUid: bigUid(i), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: first.remoteConfig!.configHash, status: RCS.APPLIED } }));
+    }
+    // Agent 2400 reconnects on a new connection before its batch goes out.
+    const tails = new Set<Uint8Array>();
+    for (const c of conns) {
+      const send = c.send.bind(c);
+      c.send = (m, tail) => {
+        if (tail) tails.add(tail);
+        send(m, tail);
+      };
+    }
+    f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: { verbosity: 'detailed' } } })]));
+    expect(conns.filter((c) => c.sent.length === 1)).toHaveLength(1000);
+    const replacement = wsConn();
+    f.handleMessage(replacement, msg({ instanceUid: bigUid(2400), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }) }));
+    await new Promise((r) => setImmediate(r));
+    expect(conns.filter((c) => c.sent.length === 1)).toHaveLength(2000);
+    await new Promise((r) => setImmediate(r));
+    expect(conns[2400]!.sent).toHaveLength(0);
+    expect(conns.filter((c) => c.sent.length === 1)).toHaveLength(2499);
+    expect(tails.size).toBe(1);
+    const hashes = new Set(conns.flatMap((c) => c.sent.map(hashOf)));
+    expect(hashes.size).toBe(1);
+    // Every message is the agent's own: its uid, and the shared config after it.
+    expect(Buffer.from(conns[7]!.sent[0]!.instanceUid!).equals(Buffer.from(bigUid(7)))).toBe(true);
+    expect(Buffer.from(conns[7]!.sent[0]!.remoteConfig!.config!.configMap!['']!.body!).toString()).toContain('detailed');
   });
 });
 
