@@ -191,8 +191,10 @@ export class Fleet {
       rec = this.#newRecord(uid, uidBytes, conn, now);
       this.#agents.set(uid, rec);
       // OpAMP §sequence_num: a server with no state for the agent (new, or we restarted) asks for
-      // full state, unless this is plainly a fresh agent's first, complete report.
-      fullState = !(seq === 0n && msg.agentDescription != null);
+      // full state, unless this is plainly a fresh agent's first report, or the message already
+      // carries everything full state would (an agent that re-sends its state when it reconnects:
+      // asking again would double a reconnect storm after a restart).
+      fullState = !(msg.agentDescription != null && (seq === 0n || carriesFullState(msg)));
       this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent connected');
     } else {
       if (rec.connection && rec.connection.id !== conn.id && rec.connected && !hasBit(flags, AgentToServerFlags.RequestInstanceUid)) {
@@ -903,6 +905,17 @@ export function configFailure(rec: AgentRecord): { reason: 'InvalidConfig' | 'Mi
   // Said first even when the agent also reported FAILED for it: it says what to fix.
   if (rec.missingComponents.length > 0) return { reason: 'MissingComponents', message: missingComponentsMessage(rec.missingComponents) };
   return { reason: 'ApplyFailed', message: rec.reported.errorMessage || 'apply failed' };
+}
+
+/** Whether a message holds every status field the agent's capabilities say it reports. */
+function carriesFullState(msg: AgentToServer): boolean {
+  const caps = toNumber(msg.capabilities);
+  if (hasBit(caps, AgentCapabilities.ReportsRemoteConfig) && msg.remoteConfigStatus == null) return false;
+  if (hasBit(caps, AgentCapabilities.ReportsEffectiveConfig) && msg.effectiveConfig == null) return false;
+  if (hasBit(caps, AgentCapabilities.ReportsHealth) && msg.health == null) return false;
+  if (hasBit(caps, AgentCapabilities.ReportsPackageStatuses) && msg.packageStatuses == null) return false;
+  if (hasBit(caps, AgentCapabilities.ReportsAvailableComponents) && msg.availableComponents == null) return false;
+  return true;
 }
 
 /** Whether the stored component list is the one for the hash the agent reports now. */

@@ -178,7 +178,10 @@ export class OpampServer {
   listen(port: number, host = '127.0.0.1'): Promise<{ port: number; host: string }> {
     return new Promise((resolve, reject) => {
       this.#http.once('error', reject);
-      this.#http.listen(port, host, () => {
+      // A deep accept queue: after a restart a whole fleet reconnects at once, and Node's default of
+      // 511 makes the kernel drop the rest (they retry seconds later). The kernel caps it at
+      // net.core.somaxconn (4096 on most systems).
+      this.#http.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.#http.off('error', reject);
         const a = this.#http.address();
         if (a && typeof a === 'object') resolve({ port: a.port, host: a.address });
@@ -467,6 +470,8 @@ export class OpampServer {
     await files.handle(req, res, path, identity);
   }
 }
+
+const LISTEN_BACKLOG = 16_384;
 
 const STATUS_TEXT: Record<401 | 403 | 503, string> = { 401: 'Unauthorized', 403: 'Forbidden', 503: 'Service Unavailable' };
 

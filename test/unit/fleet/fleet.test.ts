@@ -78,6 +78,18 @@ describe('Fleet#handleMessage', () => {
     expect(r2.remoteConfig).toBeDefined();
   });
 
+  it('does not ask an unknown agent for full state when its message already carries it (a reconnect after our restart)', () => {
+    const f = setup();
+    const conn = wsConn();
+    const full = { capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, effectiveConfig: { configMap: { configMap: {} } }, health: { healthy: true } };
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(4), sequenceNum: 77, ...full }));
+    expect(r.flags ?? 0).toBe(0);
+    expect(r.remoteConfig).toBeDefined();
+    // Missing one field its capabilities promise (health): asked.
+    const partial = f.handleMessage(wsConn(), msg({ instanceUid: uid(5), sequenceNum: 77, ...full, health: undefined }));
+    expect(partial.flags).toBe(1);
+  });
+
   it('asks for full state when sequence_num skips', () => {
     const f = setup();
     const conn = wsConn();
