@@ -66,6 +66,8 @@ export interface AgentRecord {
   drift: { drifted: boolean; differences: string[] } | null;
   /** Hash of the connection settings offered to this agent instance, and on which connection. */
   offeredSettings: { hash: string; connectionId: number | null; at: number; epoch: number } | null;
+  /** Set when the agent was found to need no connection-settings offer (its capabilities ask for none) on this connection. */
+  noSettingsOffer: { epoch: number; connectionId: number | null; capabilities: number } | null;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
   connectionSettingsStatus: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
   /** The newest process figures (RSS, CPU time) from the agent's own metrics (src/otlp), or null. */

@@ -107,11 +107,16 @@ export class Fleet {
   #settingsEpoch = 0;
   readonly #identity: IdentityResolver;
   #desired: DesiredState | null = null;
-  readonly #driftKey = new Map<string, string>();
+  /** Drift verdicts by desired hash, then by reported effective config (shared by every agent reporting it). */
+  readonly #driftResults = new Map<string, Map<string, { drifted: boolean; differences: string[] } | null>>();
+  /** Effective config texts agents report, kept once however many agents report the same text. */
+  readonly #texts = new Map<string, string>();
   readonly #desiredParsed = new Map<string, unknown>();
   /** "kind/type" of the components each desired config (by hash) defines. */
   readonly #usedComponents = new Map<string, string[]>();
   readonly #listeners = new Set<() => void>();
+  /** Per-transport children of the message counters, bound once (a labelled inc hashes its labels every time). */
+  readonly #counters: Record<'websocket' | 'http', { received: { inc(): void }; sent: { inc(): void } }>;
 
   constructor(opts: FleetOptions) {
     const heartbeat = opts.heartbeatIntervalSeconds ?? 30;
@@ -128,6 +133,10 @@ export class Fleet {
       now: opts.now ?? Date.now,
     };
     this.#identity = opts.identity ?? attributeIdentity(this.#opts.defaultNamespace);
+    this.#counters = {
+      websocket: { received: this.#metrics.messagesReceived.labels('websocket'), sent: this.#metrics.messagesSent.labels('websocket') },
+      http: { received: this.#metrics.messagesReceived.labels('http'), sent: this.#metrics.messagesSent.labels('http') },
+    };
     this.#credentials = opts.credentials;
     this.#ownTelemetry = opts.ownTelemetry ?? (() => ({}));
     this.#serverCa = opts.serverCa ?? (() => undefined);
@@ -161,16 +170,23 @@ export class Fleet {
    */
   handleMessage(conn: AgentConnection, msg: AgentToServer): ServerToAgentProps {
     const now = this.#opts.now();
-    this.#metrics.messagesReceived.inc({ transport: conn.transport });
+    this.#counters[conn.transport].received.inc();
     const uidBytes = msg.instanceUid ?? new Uint8Array();
     if (uidBytes.length !== 16) {
       this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_BAD_INSTANCE_UID' });
       this.#log.warn({ transport: conn.transport, uidLength: uidBytes.length }, 'Refused message with an instance_uid that is not 16 bytes');
       return errorResponse(uidBytes, ServerErrorResponseType.BadRequest, `instance_uid must be 16 bytes, got ${uidBytes.length}`);
     }
-    let uid = uidToString(uidBytes);
+    // A connection carries one agent (almost always): its uid string is kept, not rebuilt per message.
+    const cached = conn.uidCache;
+    let uid: string;
+    if (cached && sameUid(cached.bytes, uidBytes)) uid = cached.uid;
+    else {
+      uid = uidToString(uidBytes);
+      conn.uidCache = { bytes: Uint8Array.from(uidBytes), uid };
+    }
     let rec = this.#agents.get(uid);
-    const seq = BigInt(msg.sequenceNum?.toString() ?? '0');
+    const seq = toBigInt(msg.sequenceNum);
     const flags = toNumber(msg.flags);
     const response: ServerToAgentProps = { instanceUid: uidBytes, capabilities: SERVER_CAPABILITIES };
     let fullState = false;
@@ -210,6 +226,8 @@ export class Fleet {
       if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
     }
 
+    // Already recorded on this very connection (every heartbeat): nothing to attach.
+    const wasOn = !isNew && rec.connected && rec.connection ? rec.connection.id : null;
     rec.lastSeq = seq;
     rec.lastSeen = now;
     rec.capabilities = toNumber(msg.capabilities);
@@ -217,9 +235,9 @@ export class Fleet {
     rec.connection = conn;
     rec.connected = true;
     const verified = conn.verified ?? null;
-    const verifiedChanged = JSON.stringify(verified) !== JSON.stringify(rec.verified);
+    const verifiedChanged = verified !== rec.verified && JSON.stringify(verified) !== JSON.stringify(rec.verified);
     rec.verified = verified;
-    if (conn.send) this.#attach(conn.id, uid);
+    if (conn.send && !(wasOn === conn.id)) this.#attach(conn.id, uid);
 
     let descriptionChanged = false;
     if (msg.agentDescription != null) {
@@ -233,7 +251,7 @@ export class Fleet {
     if (msg.effectiveConfig != null) {
       const files: Record<string, { body: string; contentType: string }> = {};
       for (const [k, f] of Object.entries(msg.effectiveConfig.configMap?.configMap ?? {})) {
-        files[k] = { body: clean(Buffer.from(f.body ?? new Uint8Array()).toString('utf8')), contentType: f.contentType ?? '' };
+        files[k] = { body: this.#intern(clean(Buffer.from(f.body ?? new Uint8Array()).toString('utf8'))), contentType: f.contentType ?? '' };
       }
       rec.effectiveConfig = files;
     }
@@ -286,7 +304,7 @@ export class Fleet {
     // Likewise packages: the agent's statuses say whether it already has them.
     if (msg.packageStatuses != null || !fullState) this.#maybeAddPackages(rec, conn, response, now);
     this.#maybeAddConnectionSettings(rec, conn, response, seq === 0n || fullState);
-    this.#metrics.messagesSent.inc({ transport: conn.transport });
+    this.#counters[conn.transport].sent.inc();
     this.#changed();
     return response;
   }
@@ -439,7 +457,6 @@ export class Fleet {
         changed = true;
       } else if (!rec.connected && now - rec.lastSeen > this.#opts.retainDisconnectedMs) {
         this.#agents.delete(uid);
-        this.#driftKey.delete(uid);
         changed = true;
       }
     }
@@ -561,6 +578,7 @@ export class Fleet {
       failedHash: null,
       drift: null,
       offeredSettings: null,
+      noSettingsOffer: null,
       connectionSettingsStatus: null,
       resources: null,
     };
@@ -658,6 +676,15 @@ export class Fleet {
     };
   }
 
+  /** The one stored copy of `text` (a fleet reports a few distinct effective configs, each thousands of times). */
+  #intern(text: string): string {
+    const known = this.#texts.get(text);
+    if (known !== undefined) return known;
+    if (this.#texts.size >= 2000) this.#texts.clear();
+    this.#texts.set(text, text);
+    return text;
+  }
+
   /** Drift is judged only for an agent that says it applied the desired config and reports its effective config. */
   #judgeDrift(rec: AgentRecord): void {
     const d = rec.desired;
@@ -667,28 +694,36 @@ export class Fleet {
       return;
     }
     const body = files['']?.body ?? Object.values(files)[0]?.body;
-    const key = `${d.hashHex}\n${body}`;
-    if (body === undefined || key === this.#driftKey.get(rec.uid)) {
-      if (body === undefined) rec.drift = null;
-      return;
-    }
-    const effective = parseConfigBody(body);
-    let desired = this.#desiredParsed.get(d.hashHex);
-    if (desired === undefined) {
-      // Compared as shown: secret values in both configs are [REDACTED], so differences never quote them.
-      desired = parseConfigBody(this.redactor.redact(d.body.toString('utf8')));
-      if (this.#desiredParsed.size > 1000) this.#desiredParsed.clear();
-      this.#desiredParsed.set(d.hashHex, desired);
-    }
-    if (effective === null || desired === null) {
+    if (body === undefined) {
       rec.drift = null;
       return;
     }
-    const differences = configDifferences(desired, effective);
-    const drifted = differences.length > 0;
-    if (drifted && !rec.drift?.drifted) this.#log.warn({ instanceUid: rec.uid, differences }, 'Agent runs a config that differs from the one it applied');
-    rec.drift = { drifted, differences };
-    this.#driftKey.set(rec.uid, key);
+    // Agents of one config report the same effective config: judged once per (desired, reported) pair.
+    let byBody = this.#driftResults.get(d.hashHex);
+    if (!byBody) {
+      if (this.#driftResults.size > 100) this.#driftResults.clear();
+      this.#driftResults.set(d.hashHex, (byBody = new Map()));
+    }
+    let result = byBody.get(body);
+    if (result === undefined) {
+      const effective = parseConfigBody(body);
+      let desired = this.#desiredParsed.get(d.hashHex);
+      if (desired === undefined) {
+        // Compared as shown: secret values in both configs are [REDACTED], so differences never quote them.
+        desired = parseConfigBody(this.redactor.redact(d.body.toString('utf8')));
+        if (this.#desiredParsed.size > 1000) this.#desiredParsed.clear();
+        this.#desiredParsed.set(d.hashHex, desired);
+      }
+      if (effective === null || desired === null) result = null;
+      else {
+        const differences = configDifferences(desired, effective);
+        result = { drifted: differences.length > 0, differences };
+      }
+      if (byBody.size > 1000) byBody.clear();
+      byBody.set(body, result);
+    }
+    if (result?.drifted && !rec.drift?.drifted) this.#log.warn({ instanceUid: rec.uid, differences: result.differences }, 'Agent runs a config that differs from the one it applied');
+    rec.drift = result;
   }
 
   #recordConfigStatus(rec: AgentRecord, s: NonNullable<AgentToServer['remoteConfigStatus']>): void {
@@ -825,6 +860,9 @@ export class Fleet {
     // settings on this very connection, unless it may have forgotten them.
     const last = rec.offeredSettings;
     if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && last.connectionId === conn.id) return;
+    // Likewise for an agent that was found to need no offer at all on this connection.
+    const none = rec.noSettingsOffer;
+    if (!agentMayHaveForgotten && none && none.epoch === this.#settingsEpoch && none.connectionId === conn.id && none.capabilities === rec.capabilities) return;
     const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
     const parts: unknown[] = [];
     if (hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) {
@@ -848,7 +886,10 @@ export class Fleet {
       offers[field] = { destinationEndpoint: d.endpoint, headers: { headers } };
       parts.push([signal, d.endpoint, headers]);
     }
-    if (parts.length === 0) return;
+    if (parts.length === 0) {
+      rec.noSettingsOffer = { epoch: this.#settingsEpoch, connectionId: conn.send ? conn.id : null, capabilities: rec.capabilities };
+      return;
+    }
     const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
     const hashHex = hash.toString('hex');
     if (last?.hash === hashHex) {
@@ -905,6 +946,19 @@ export function configFailure(rec: AgentRecord): { reason: 'InvalidConfig' | 'Mi
   // Said first even when the agent also reported FAILED for it: it says what to fix.
   if (rec.missingComponents.length > 0) return { reason: 'MissingComponents', message: missingComponentsMessage(rec.missingComponents) };
   return { reason: 'ApplyFailed', message: rec.reported.errorMessage || 'apply failed' };
+}
+
+function sameUid(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A uint64 as protobufjs decodes it (a number, or a Long when it does not fit) as a bigint. */
+function toBigInt(v: number | { low: number; high: number } | null | undefined): bigint {
+  if (v == null) return 0n;
+  if (typeof v === 'number') return BigInt(v);
+  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
 }
 
 /** Whether a message holds every status field the agent's capabilities say it reports. */

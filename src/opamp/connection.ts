@@ -42,4 +42,6 @@ export interface AgentConnection {
    */
   send?(msg: ServerToAgentProps, tail?: Uint8Array): void;
   close?(code: number, reason: string): void;
+  /** The fleet's cache of the last instance_uid seen on this connection and its string form. */
+  uidCache?: { bytes: Uint8Array; uid: string };
 }

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { decodeAgentToServer, decodeWsMessage, encodeServerToAgent, encodeWsMessage } from './codec.js';
 import type { AgentConnection, AuthResult, VerifiedIdentity } from './connection.js';
 import { OpampProtocolError, type OpampErrorCode } from './errors.js';
-import { ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
+import { SERVER_CAPABILITIES, ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
 import { secureContextOptions, type TlsMaterial } from './tls.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -76,6 +76,32 @@ interface WsState {
   bucket: TokenBucket | null;
   /** Consecutive messages refused for rate; the connection is closed when this reaches 10. */
   refused: number;
+  /** The last plain answer (instance_uid and capabilities only), encoded, and its uid. */
+  plainReply?: Buffer;
+  plainUid?: Uint8Array;
+}
+
+/** An answer that carries nothing but the agent's uid and our capabilities (a heartbeat's). */
+function isPlainReply(r: ServerToAgentProps): boolean {
+  return (
+    r.instanceUid != null &&
+    r.capabilities === SERVER_CAPABILITIES &&
+    r.remoteConfig == null &&
+    r.connectionSettings == null &&
+    r.packagesAvailable == null &&
+    r.errorResponse == null &&
+    r.agentIdentification == null &&
+    r.command == null &&
+    r.customCapabilities == null &&
+    r.customMessage == null &&
+    !r.flags
+  );
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A token bucket: `rate` tokens a second, at most `burst` saved up. */
@@ -332,7 +358,16 @@ export class OpampServer {
       }
       state.refused = 0;
       try {
-        conn.send!(this.#opts.handler.handleMessage(conn, msg));
+        const reply = this.#opts.handler.handleMessage(conn, msg);
+        if (isPlainReply(reply)) {
+          // The answer to a heartbeat is the same bytes every time: encoded once per connection and uid.
+          const uid = reply.instanceUid!;
+          if (!state.plainReply || !sameBytes(state.plainUid, uid)) {
+            state.plainReply = encodeWsMessage(reply);
+            state.plainUid = Uint8Array.from(uid); // a copy: the decoded uid is a view of the received frame
+          }
+          if (ws.readyState === ws.OPEN) ws.send(state.plainReply, { binary: true });
+        } else conn.send!(reply);
       } catch (err) {
         // A bug of ours must cost one connection, never the process.
         log.error({ err, connection: id }, 'Unexpected error handling an OpAMP message');
@@ -446,7 +481,8 @@ export class OpampServer {
     const reply = this.#opts.handler.handleMessage(conn, msg);
     let out = Buffer.from(encodeServerToAgent(reply));
     const headers: Record<string, string> = { 'Content-Type': PROTOBUF_CONTENT_TYPE };
-    if (acceptsGzip(req.headers['accept-encoding'])) {
+    // Small answers (a poll's is ~20 bytes) are not worth a trip to the zlib thread pool.
+    if (out.length >= GZIP_MIN_BYTES && acceptsGzip(req.headers['accept-encoding'])) {
       out = await gzipAsync(out);
       headers['Content-Encoding'] = 'gzip';
     }
@@ -472,6 +508,7 @@ export class OpampServer {
 }
 
 const LISTEN_BACKLOG = 16_384;
+const GZIP_MIN_BYTES = 1024;
 
 const STATUS_TEXT: Record<401 | 403 | 503, string> = { 401: 'Unauthorized', 403: 'Forbidden', 503: 'Service Unavailable' };
 

@@ -14,7 +14,10 @@ let bridge: TestBridge;
 beforeAll(async () => {
   bridge = await startTestBridge({
     maxMessageBytes: 32 * 1024,
-    manifests: { 'h.yaml': collectorYaml('http-edge', { role: 'http-edge' }, { exporters: { debug: {} } }) },
+    manifests: {
+      'h.yaml': collectorYaml('http-edge', { role: 'http-edge' }, { exporters: { debug: {} } }),
+      'big.yaml': collectorYaml('http-big', { role: 'http-big' }, { processors: { attributes: { actions: Array.from({ length: 40 }, (_, i) => ({ key: `team.attribute.${i}`, value: `value-${i}`, action: 'upsert' })) } }, exporters: { debug: {} } }),
+    },
   });
 });
 afterAll(async () => {
@@ -27,11 +30,21 @@ describe('HTTP transport', () => {
     const r = await httpPost(bridge.opampHttpUrl, encodeAgent({ instanceUid: uid, capabilities: CAPS, agentDescription: desc({ role: 'http-edge' }), remoteConfigStatus: {} }), { gzip: true, acceptGzip: true });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('application/x-protobuf');
-    expect(r.headers.get('content-encoding')).toBe('gzip');
+    // A small answer is not worth compressing, asked or not.
+    expect(r.headers.get('content-encoding')).toBeNull();
     expect(Buffer.from(r.message!.instanceUid!)).toEqual(uid);
     expect(Number(r.message!.capabilities)).toBe(SERVER_CAPABILITIES);
     expect(parse(Buffer.from(r.message!.remoteConfig!.config!.configMap!['']!.body!).toString())).toEqual({ exporters: { debug: {} } });
     expect(await bridge.getAgent(uidToString(uid))).toMatchObject({ transport: 'http', connected: true });
+  });
+
+  it('gzips an answer of 1 KiB or more when the agent accepts gzip', async () => {
+    const uid = randomUid();
+    const r = await httpPost(bridge.opampHttpUrl, encodeAgent({ instanceUid: uid, capabilities: CAPS, agentDescription: desc({ role: 'http-big' }), remoteConfigStatus: {} }), { acceptGzip: true });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-encoding')).toBe('gzip');
+    expect(Number(r.headers.get('content-length'))).toBeLessThan(1024);
+    expect(Buffer.from(r.message!.remoteConfig!.config!.configMap!['']!.body!).toString()).toContain('team.attribute.39');
   });
 
   it('answers plainly when gzip is not accepted, and carries pending config on the next poll', async () => {
