@@ -859,10 +859,12 @@ export class Fleet {
     // Hot path (every heartbeat): nothing can have changed for an agent offered the current
     // settings on this very connection, unless it may have forgotten them.
     const last = rec.offeredSettings;
-    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && last.connectionId === conn.id) return;
+    // An HTTP agent has no lasting connection: each poll is a new one, and its offers are kept under null.
+    const connectionId = conn.send ? conn.id : null;
+    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && last.connectionId === connectionId) return;
     // Likewise for an agent that was found to need no offer at all on this connection.
     const none = rec.noSettingsOffer;
-    if (!agentMayHaveForgotten && none && none.epoch === this.#settingsEpoch && none.connectionId === conn.id && none.capabilities === rec.capabilities) return;
+    if (!agentMayHaveForgotten && none && none.epoch === this.#settingsEpoch && none.connectionId === connectionId && none.capabilities === rec.capabilities) return;
     const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
     const parts: unknown[] = [];
     if (hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) {
