@@ -315,7 +315,10 @@ async function runOnce(kind, N, goBinary) {
     const tPush = Date.now();
     const hash2 = await server.setConfig('v2');
     const wsCount = N - r.httpAgents;
-    await until('every WebSocket agent to apply the new config', deadline, async () => (await pool.appliedTimes(hash2, 'websocket')).length >= wsCount, 5);
+    // Counts (small) while waiting; the times (one per agent) are fetched once at the end, so the
+    // wait does not load the generator while it is being measured.
+    await until('every agent to apply the new config', deadline, async () => ((await pool.progress()).applied[hash2] ?? 0) >= wsCount, 20);
+    await until('every WebSocket agent to apply the new config', deadline, async () => (await pool.appliedTimes(hash2, 'websocket')).length >= wsCount, 50);
     const times = (await pool.appliedTimes(hash2, 'websocket')).map((t) => t - tPush);
     r.fanoutP50Ms = pct(times, 0.5);
     r.fanoutP99Ms = pct(times, 0.99);

@@ -21,8 +21,7 @@ import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { packagesSummary, servePolicy } from './packages/desired.js';
-import { PackageFiles, packageDownloadHandler } from './packages/files.js';
-import { PACKAGES_PATH } from './fleet/packages.js';
+import { packageFilesRoute } from './packages/files.js';
 
 export interface StandaloneOptions {
   manifestsDir: string;
@@ -198,15 +197,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     maxMessagesPerSecond: opts.maxMessagesPerSecond ?? bridgeSpec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource ?? bridgeSpec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
-    files: {
-      prefix: PACKAGES_PATH,
-      handle: packageDownloadHandler({
-        files: new PackageFiles({ ...bridgeSpec.packages, logger: log.child({ component: 'packages' }) }),
-        lookup: (ns, sha) => desiredState.servedPackage(ns, sha),
-        count: (outcome) => metrics.packageDownloads.inc({ outcome }),
-        logger: log.child({ component: 'packages' }),
-      }),
-    },
+    files: packageFilesRoute({ spec: bridgeSpec.packages, desired: () => desiredState, downloads: metrics.packageDownloads, logger: log }),
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),

@@ -111,6 +111,7 @@ export class Fleet {
   readonly #driftResults = new Map<string, Map<string, { drifted: boolean; differences: string[] } | null>>();
   /** Effective config texts agents report, kept once however many agents report the same text. */
   readonly #texts = new Map<string, string>();
+  readonly #desiredTexts = new Map<string, string>();
   readonly #desiredParsed = new Map<string, unknown>();
   /** "kind/type" of the components each desired config (by hash) defines. */
   readonly #usedComponents = new Map<string, string[]>();
@@ -251,7 +252,12 @@ export class Fleet {
     if (msg.effectiveConfig != null) {
       const files: Record<string, { body: string; contentType: string }> = {};
       for (const [k, f] of Object.entries(msg.effectiveConfig.configMap?.configMap ?? {})) {
-        files[k] = { body: this.#intern(clean(Buffer.from(f.body ?? new Uint8Array()).toString('utf8'))), contentType: f.contentType ?? '' };
+        const bytes = f.body ?? new Uint8Array();
+        // After a push, agents report the config they were sent: reuse its (redacted) text rather
+        // than decoding and hashing the same kilobytes once per agent.
+        const d = rec.desired;
+        const text = d && bytes.length === d.body.length && d.body.equals(bytes) ? this.#desiredText(d) : this.#intern(clean(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')));
+        files[k] = { body: text, contentType: f.contentType ?? '' };
       }
       rec.effectiveConfig = files;
     }
@@ -676,6 +682,16 @@ export class Fleet {
     };
   }
 
+  /** A desired config's text as agents' reports of it are stored (redacted), once per config. */
+  #desiredText(d: RenderedConfig): string {
+    let t = this.#desiredTexts.get(d.hashHex);
+    if (t === undefined) {
+      if (this.#desiredTexts.size > 100) this.#desiredTexts.clear();
+      this.#desiredTexts.set(d.hashHex, (t = this.#intern(this.redactor.redact(d.body.toString('utf8')))));
+    }
+    return t;
+  }
+
   /** The one stored copy of `text` (a fleet reports a few distinct effective configs, each thousands of times). */
   #intern(text: string): string {
     const known = this.#texts.get(text);
@@ -760,7 +776,7 @@ export class Fleet {
     };
     rec.offered = { hash: d.hashHex, at: now, connectionId };
     this.#metrics.configPushes.inc({ transport: conn.transport });
-    this.#log[level]({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
+    if (this.#log.isLevelEnabled(level)) this.#log[level]({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
     if (hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) && !componentsKnown(rec)) {
       this.#log.warn({ instanceUid: rec.uid, configHash: d.hashHex }, 'Sent remote config without checking components: the agent did not send the list it was asked for');
     }

@@ -34,8 +34,7 @@ import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
 import { SecretCache, configSecrets } from './secrets.js';
 import { packagesSummary, servePolicy } from '../packages/desired.js';
-import { PackageFiles, packageDownloadHandler } from '../packages/files.js';
-import { PACKAGES_PATH } from '../fleet/packages.js';
+import { packageFilesRoute } from '../packages/files.js';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -530,15 +529,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     maxMessagesPerSecond: spec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: spec.limits.maxConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
-    files: {
-      prefix: PACKAGES_PATH,
-      handle: packageDownloadHandler({
-        files: new PackageFiles({ ...spec.packages, logger: log.child({ component: 'packages' }) }),
-        lookup: (ns, sha) => desiredState.servedPackage(ns, sha),
-        count: (outcome) => metrics.packageDownloads.inc({ outcome }),
-        logger: log.child({ component: 'packages' }),
-      }),
-    },
+    files: packageFilesRoute({ spec: spec.packages, desired: () => desiredState, downloads: metrics.packageDownloads, logger: log }),
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { VerifiedIdentity } from '../opamp/connection.js';
-import { parsePackagePath } from '../fleet/packages.js';
+import { PACKAGES_PATH, parsePackagePath } from '../fleet/packages.js';
 import { sourceAllowed, type OfferedPackage } from './desired.js';
 
 export interface PackageFilesOptions {
@@ -212,5 +212,27 @@ export function packageDownloadHandler(opts: PackageDownloadOptions) {
     await pipeline(createReadStream(file.path, { start, end }), res).catch((err: unknown) => {
       opts.logger.debug({ err, path: ref }, 'A package download ended early');
     });
+  };
+}
+
+/**
+ * The OpAMP server's `files` route for package downloads: `/v1/packages/...`, served from the
+ * OpAMPBridge's `spec.packages` sources for the packages `desired()` declares now.
+ */
+export function packageFilesRoute(opts: {
+  spec: Omit<PackageFilesOptions, 'logger'> | undefined;
+  desired: () => { servedPackage(namespace: string, sha256: string): OfferedPackage | undefined };
+  downloads: { inc(labels: { outcome: string }): void };
+  logger: Logger;
+}) {
+  const logger = opts.logger.child({ component: 'packages' });
+  return {
+    prefix: PACKAGES_PATH,
+    handle: packageDownloadHandler({
+      files: new PackageFiles({ ...opts.spec, logger }),
+      lookup: (ns, sha) => opts.desired().servedPackage(ns, sha),
+      count: (outcome) => opts.downloads.inc({ outcome }),
+      logger,
+    }),
   };
 }

@@ -21,6 +21,7 @@ export class DesiredState {
   /** namespace → sha256 → a served package of that namespace with that file. */
   readonly #served = new Map<string, Map<string, OfferedPackage>>();
   readonly #servePolicy: ServePolicy;
+  #lastMatch: { namespace: string; labels: Readonly<Record<string, string>>; matched: CollectorInput[] } | null = null;
 
   /** `secrets` resolves `${secret:...}` references; it must not change while this state is in use. */
   constructor(
@@ -38,7 +39,12 @@ export class DesiredState {
 
   /** Namespaces are a hard boundary: only Collectors of the agent's own namespace are considered. */
   matching(namespace: string, labels: Readonly<Record<string, string>>): CollectorInput[] {
-    return (this.#byNamespace.get(namespace) ?? []).filter((c) => selectorMatches(c.selector, labels));
+    // An agent's config and its packages are looked up with the same labels object, one after the other.
+    const last = this.#lastMatch;
+    if (last && last.labels === labels && last.namespace === namespace) return last.matched;
+    const matched = (this.#byNamespace.get(namespace) ?? []).filter((c) => selectorMatches(c.selector, labels));
+    this.#lastMatch = { namespace, labels, matched };
+    return matched;
   }
 
   /** The merged config for an agent, or null when no Collector matches it (then nothing is sent). */
