@@ -310,7 +310,7 @@ describe('Fleet fan-out', () => {
     // Agent 2400 reconnects on a new connection before its batch goes out.
     const tails = new Set<Uint8Array>();
     for (const c of conns) {
-      const send = c.send.bind(c);
+      const send = c.send!.bind(c);
       c.send = (m, tail) => {
         if (tail) tails.add(tail);
         send(m, tail);
