@@ -46,6 +46,8 @@ export interface StandaloneOptions {
   sweepIntervalMs?: number;
   /** How long the manifest watcher waits for more changes before applying them, ms. Default 100. */
   watchDebounceMs?: number;
+  /** How often the manifest folder is rescanned in case a change was not reported, ms. Default 2,000. */
+  watchRescanMs?: number;
   metrics?: Metrics;
 }
 
@@ -64,6 +66,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     dir: opts.manifestsDir,
     logger: log.child({ component: 'manifests' }),
     ...(opts.watchDebounceMs !== undefined ? { debounceMs: opts.watchDebounceMs } : {}),
+    ...(opts.watchRescanMs !== undefined ? { rescanMs: opts.watchRescanMs } : {}),
     onChange: (snap) => apply(snap),
   });
   const initial = await manifests.load();

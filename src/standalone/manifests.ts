@@ -69,7 +69,10 @@ export interface ManifestDirectoryOptions {
 export class ManifestDirectory {
   readonly #opts: Required<Omit<ManifestDirectoryOptions, 'onChange'>> & Pick<ManifestDirectoryOptions, 'onChange'>;
   readonly #files = new Map<string, FileState>();
-  #watcher: FSWatcher | null = null;
+  /** One non-recursive watcher per folder: Node 20's recursive watch on Linux stops reporting a file once it is replaced by a rename. */
+  readonly #watchers = new Map<string, FSWatcher>();
+  #watching = false;
+  #dirs: string[] = [];
   #timer: NodeJS.Timeout | null = null;
   #rescan: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
@@ -99,21 +102,45 @@ export class ManifestDirectory {
 
   /** Starts watching; changes are applied within debounceMs (or rescanMs at worst). */
   watch(): void {
-    try {
-      this.#watcher = watch(this.#opts.dir, { recursive: true }, () => this.#schedule());
-      this.#watcher.on('error', (err) => this.#opts.logger.warn({ err: err.message }, 'Manifest watcher failed; relying on periodic rescan'));
-    } catch (err) {
-      this.#opts.logger.warn({ err: (err as Error).message }, 'Cannot watch the manifest folder; relying on periodic rescan');
-    }
+    this.#watching = true;
+    this.#syncWatchers();
     this.#rescan = setInterval(() => this.#schedule(), this.#opts.rescanMs);
     this.#rescan.unref();
   }
 
   async close(): Promise<void> {
-    this.#watcher?.close();
+    this.#watching = false;
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#rescan) clearInterval(this.#rescan);
     await this.#running;
+  }
+
+  /** Watches every folder the last scan found (and no others); a folder that cannot be watched is left to the periodic rescan. */
+  #syncWatchers(): void {
+    if (!this.#watching) return;
+    const want = new Set([this.#opts.dir, ...this.#dirs]);
+    for (const [d, w] of this.#watchers) {
+      if (!want.has(d)) {
+        w.close();
+        this.#watchers.delete(d);
+      }
+    }
+    for (const d of want) {
+      if (this.#watchers.has(d)) continue;
+      try {
+        const w = watch(d, () => this.#schedule());
+        w.on('error', (err) => {
+          this.#opts.logger.warn({ dir: this.#rel(d) || '.', err: err.message }, 'Manifest watcher failed; relying on periodic rescan');
+          w.close();
+          this.#watchers.delete(d);
+        });
+        this.#watchers.set(d, w);
+      } catch (err) {
+        this.#opts.logger.warn({ dir: this.#rel(d) || '.', err: (err as Error).message }, 'Cannot watch a manifest folder; relying on periodic rescan');
+      }
+    }
   }
 
   #schedule(): void {
@@ -145,7 +172,9 @@ export class ManifestDirectory {
 
   /** Re-reads changed files; returns true when the effective resources or the reported problems changed. */
   async #scan(): Promise<boolean> {
-    const paths = await listManifests(this.#opts.dir);
+    const { files: paths, dirs } = await listManifests(this.#opts.dir);
+    this.#dirs = dirs;
+    this.#syncWatchers();
     let changed = false;
     for (const p of [...this.#files.keys()]) {
       if (!paths.includes(p)) {
@@ -235,8 +264,9 @@ export class ManifestDirectory {
   }
 }
 
-async function listManifests(dir: string): Promise<string[]> {
+async function listManifests(dir: string): Promise<{ files: string[]; dirs: string[] }> {
   const out: string[] = [];
+  const dirs: string[] = [];
   const walk = async (d: string, depth: number) => {
     let entries;
     try {
@@ -247,12 +277,14 @@ async function listManifests(dir: string): Promise<string[]> {
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
-      if (e.isDirectory() && depth < 8) await walk(p, depth + 1);
-      else if (e.isFile() && MANIFEST_EXT.test(e.name)) out.push(p);
+      if (e.isDirectory() && depth < 8) {
+        dirs.push(p);
+        await walk(p, depth + 1);
+      } else if (e.isFile() && MANIFEST_EXT.test(e.name)) out.push(p);
     }
   };
   await walk(dir, 0);
-  return out.sort();
+  return { files: out.sort(), dirs };
 }
 
 const SECRET_KEY = z.string().regex(/^[-._a-zA-Z0-9]+$/, { message: 'keys are letters, digits, "-", "_" and "."' });

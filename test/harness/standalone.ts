@@ -36,6 +36,8 @@ export interface TestBridgeOptions {
   sweepIntervalMs?: number;
   maxMessagesPerSecond?: number;
   maxConnectionsPerSource?: number;
+  /** Manifest folder rescan period, ms (default 2,000): long, to see that the watcher alone notices changes. */
+  watchRescanMs?: number;
 }
 
 export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<TestBridge> {
@@ -69,6 +71,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     maxMessagesPerSecond: opts.maxMessagesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource,
     sweepIntervalMs: opts.sweepIntervalMs ?? 500,
+    watchRescanMs: opts.watchRescanMs,
   });
   const api = running.apiUrl;
   const get = async <T>(path: string): Promise<{ status: number; body: T }> => {

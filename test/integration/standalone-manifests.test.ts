@@ -119,4 +119,25 @@ describe('standalone manifest folder', () => {
       expect(f!.issues[0]).toMatch(/Collector default\/dup is also defined in dup-a\.yaml/);
     }, { timeout: 3000 });
   });
+
+  it('notices every edit made by renaming a file into place through the watcher alone (no rescan), and a file in a new folder', async () => {
+    const quiet = await startTestBridge({ watchRescanMs: 3_600_000 });
+    try {
+      const hash = async () => (await quiet.getCollector('renamed'))?.configHash;
+      for (const v of ['basic', 'detailed', 'normal', 'basic', 'detailed']) {
+        const before = await hash();
+        await quiet.writeManifest('renamed.yaml', collectorYaml('renamed', { role: 'renamed' }, { exporters: { debug: { verbosity: v } } }));
+        await vi.waitFor(async () => expect(await hash()).not.toBe(before), { timeout: 5000, interval: 20 });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      const { mkdir, writeFile } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      await mkdir(join(quiet.manifestsDir, 'team'));
+      await new Promise((r) => setTimeout(r, 300));
+      await writeFile(join(quiet.manifestsDir, 'team', 'nested.yaml'), collectorYaml('nested', { role: 'nested' }, { exporters: { debug: {} } }));
+      await vi.waitFor(async () => expect(await quiet.getCollector('nested')).toBeDefined(), { timeout: 5000, interval: 20 });
+    } finally {
+      await quiet.stop();
+    }
+  });
 });

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { describe, expect, it, vi } from 'vitest';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -137,6 +137,35 @@ describe('Secret manifests', () => {
         { path: 'dup.yaml', issues: ['Secret default/creds is also defined in creds.yaml; this definition is ignored (FB_MANIFEST_DUPLICATE)'] },
       ]);
       expect(JSON.stringify(snap.invalidFiles)).not.toMatch(/one|three/);
+    } finally {
+      await md.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sees every edit made by renaming a new file into place, and files in folders made after it started, without the periodic rescan', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-watch-'));
+    const seen: string[] = [];
+    // An hour between rescans: only the watchers can notice these changes within the test.
+    const md = new ManifestDirectory({ dir, logger: pino({ level: 'silent' }), debounceMs: 0, rescanMs: 3_600_000, onChange: (snap) => seen.push(snap.collectors.map((c) => `${c.input.name}:${JSON.stringify(c.input.config)}`).join(',')) });
+    const put = async (path: string, verbosity: string, name = 'a') => {
+      await writeFile(join(dir, '.tmp'), good.replace('name: a', `name: ${name}`).replace('{ debug: {} }', `{ debug: { verbosity: ${verbosity} } }`));
+      await rename(join(dir, '.tmp'), join(dir, path));
+    };
+    try {
+      await put('a.yaml', 'basic');
+      await md.load();
+      md.watch();
+      for (const v of ['detailed', 'normal', 'basic', 'detailed']) {
+        await put('a.yaml', v);
+        await vi.waitFor(() => expect(seen.at(-1)).toContain(`"verbosity":"${v}"`), { timeout: 5000, interval: 10 });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      await mkdir(join(dir, 'team'));
+      await vi.waitFor(() => expect(md.snapshot.collectors).toHaveLength(1), { timeout: 5000, interval: 10 });
+      await new Promise((r) => setTimeout(r, 50));
+      await writeFile(join(dir, 'team', 'b.yaml'), good.replace('name: a', 'name: b'));
+      await vi.waitFor(() => expect(seen.at(-1)).toMatch(/^a:.*,b:/), { timeout: 5000, interval: 10 });
     } finally {
       await md.close();
       await rm(dir, { recursive: true, force: true });
