@@ -74,9 +74,24 @@ export interface AgentRecord {
   resources: ProcessFigures | null;
 }
 
+/**
+ * One shared copy of a short string that many agents report alike (service name and version, OS,
+ * namespace, health status, content types): decoded messages make a new copy for every agent.
+ * Bounded: the table is cleared when it fills up.
+ */
+const shared = new Map<string, string>();
+export function internShort(s: string): string {
+  if (s.length > 128) return s;
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  if (shared.size >= 50_000) shared.clear();
+  shared.set(s, s);
+  return s;
+}
+
 export function anyValueToJs(v: AnyValue | null | undefined): unknown {
   if (!v) return null;
-  if (v.stringValue != null) return v.stringValue;
+  if (v.stringValue != null) return internShort(v.stringValue);
   if (v.boolValue != null) return v.boolValue;
   if (v.intValue != null) return typeof v.intValue === 'number' ? v.intValue : v.intValue.toString();
   if (v.doubleValue != null) return v.doubleValue;
@@ -105,7 +120,7 @@ export function labelsOf(desc: AgentRecord['description']): Record<string, strin
   if (!desc) return labels;
   for (const src of [desc.nonIdentifying, desc.identifying]) {
     for (const [k, v] of Object.entries(src)) {
-      labels[k] = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+      labels[k] = typeof v === 'string' ? v : internShort(typeof v === 'object' ? JSON.stringify(v) : String(v));
     }
   }
   return labels;
@@ -117,8 +132,8 @@ export function healthView(h: ComponentHealth, clean: (s: string) => string = (s
   for (const [k, v] of Object.entries(h.componentHealthMap ?? {})) map[k] = healthView(v, clean);
   return {
     healthy: !!h.healthy,
-    status: clean(h.status ?? ''),
-    lastError: clean(h.lastError ?? ''),
+    status: internShort(clean(h.status ?? '')),
+    lastError: internShort(clean(h.lastError ?? '')),
     startTimeUnixNano: toDecimalString(h.startTimeUnixNano),
     statusTimeUnixNano: toDecimalString(h.statusTimeUnixNano),
     componentHealthMap: map,

@@ -35,6 +35,7 @@ import type { AgentPackagesView, AgentView, AvailableComponentsView, ComponentDe
 import { packageDownloadUrl, packageState } from './packages.js';
 import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
 import {
+  internShort,
   attributeIdentity,
   describe,
   healthView,
@@ -257,7 +258,7 @@ export class Fleet {
         // than decoding and hashing the same kilobytes once per agent.
         const d = rec.desired;
         const text = d && bytes.length === d.body.length && d.body.equals(bytes) ? this.#desiredText(d) : this.#intern(clean(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')));
-        files[k] = { body: text, contentType: f.contentType ?? '' };
+        files[k] = { body: text, contentType: internShort(f.contentType ?? '') };
       }
       rec.effectiveConfig = files;
     }

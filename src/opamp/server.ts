@@ -81,6 +81,14 @@ interface WsState {
   plainUid?: Uint8Array;
 }
 
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+function monotonicNow(): number {
+  return performance.now();
+}
+
 /** An answer that carries nothing but the agent's uid and our capabilities (a heartbeat's). */
 function isPlainReply(r: ServerToAgentProps): boolean {
   return (
@@ -111,7 +119,7 @@ export class TokenBucket {
   constructor(
     private readonly rate: number,
     private readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = monotonicNow,
   ) {
     this.#tokens = burst;
     this.#last = now();
@@ -134,6 +142,7 @@ export class OpampServer {
   readonly #sockets = new Map<WebSocket, WsState>();
   readonly #perSource = new Map<string, number>();
   readonly #httpBuckets = new WeakMap<object, TokenBucket>();
+  readonly #endpoints = new Map<string, string>();
   #nextId = 1;
   #pingTimer: NodeJS.Timeout | null = null;
 
@@ -243,7 +252,14 @@ export class OpampServer {
   #endpoint(req: IncomingMessage, scheme: 'ws' | 'http'): string {
     const tls = (req.socket as { encrypted?: boolean }).encrypted === true;
     const host = req.headers.host ?? `${req.socket.localAddress}:${req.socket.localPort}`;
-    return `${scheme}${tls ? 's' : ''}://${host}${this.#opts.path}`;
+    // Every agent that reached us by one name shares one copy of the URL (kept per connection).
+    const url = `${scheme}${tls ? 's' : ''}://${host}${this.#opts.path}`;
+    let known = this.#endpoints.get(url);
+    if (known === undefined) {
+      if (this.#endpoints.size >= 1000) this.#endpoints.clear();
+      this.#endpoints.set(url, (known = url));
+    }
+    return known;
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -251,7 +267,9 @@ export class OpampServer {
       const lines = [`HTTP/1.1 ${status} ${text}`, 'Connection: close', 'Content-Length: 0', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
       socket.end(lines.join('\r\n') + '\r\n\r\n');
     };
-    socket.on('error', () => socket.destroy());
+    // Not a closure of this scope: it stays on the socket for the connection's life, and would keep
+    // everything this function's closures capture (the request and its headers) alive with it.
+    socket.on('error', destroyOnError);
     if (this.#pathOf(req) !== this.#opts.path) return reject(404, 'Not Found');
     if (!this.#opts.transports.includes('websocket')) {
       this.#refuse('websocket', 'FB_OPAMP_BAD_METHOD', 'Refused WebSocket upgrade: the WebSocket transport is disabled');

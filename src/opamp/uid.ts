@@ -4,9 +4,23 @@ const HEX = /^[0-9a-f]{32}$/;
 
 /** Canonical 8-4-4-4-12 UUID text of 16 bytes. */
 export function uidToString(b: Uint8Array): string {
-  const h = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  if (b.length !== 16) {
+    const h = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+  // Written into one buffer and decoded once: a flat string (a template of slices would keep a
+  // tree of nine pieces per agent; uids are kept for every agent).
+  const out = Buffer.allocUnsafe(36);
+  let o = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) out[o++] = 0x2d;
+    out[o++] = HEX_DIGITS[b[i]! >> 4]!;
+    out[o++] = HEX_DIGITS[b[i]! & 15]!;
+  }
+  return out.toString('latin1');
 }
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
 /** Parses a canonical UUID or 32 hex digits; returns null for anything else. */
 export function parseUid(s: string): Uint8Array | null {
