@@ -4,9 +4,8 @@
  * valid holds the agents it selects (nothing is pushed to them) instead of vanishing from their
  * merged config. Parses each generation once.
  */
-import { createHash } from 'node:crypto';
 import { CollectorSpec } from '../schema/v1alpha1/index.js';
-import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+import { collectorRevision, parseCollectorConfig, type CollectorInput } from '../render/index.js';
 import { packageSpecIssues } from '../packages/desired.js';
 
 export interface CollectorObject {
@@ -94,6 +93,6 @@ function parse(namespace: string, name: string, generation: number, spec: unknow
   if (!cfg.ok || issues.length > 0) {
     return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues, warnings: [] };
   }
-  const revision = createHash('sha256').update(JSON.stringify([r.data.selector, r.data.priority, cfg.config, secretNames, r.data.packages ?? []])).digest('hex').slice(0, 16);
+  const revision = collectorRevision(r.data, cfg.config, secretNames);
   return { generation, input: { ...base, revision, config: cfg.config }, issues: [], warnings: cfg.warnings };
 }

@@ -15,15 +15,13 @@ import {
   ServerToAgentFlags,
   capabilityNames,
   hasBit,
+  toBigInt,
   toNumber,
   type AgentToServer,
   type ServerToAgentProps,
 } from '../opamp/messages.js';
-import { newUuidV7, parseUid, uidToString } from '../opamp/uid.js';
+import { newUuidV7, parseUid, sameBytes, uidToString } from '../opamp/uid.js';
 import { encodeServerToAgent } from '../opamp/codec.js';
-
-/** Messages sent per turn of the event loop in a fan-out. */
-const SEND_BATCH = 1000;
 import { configDifferences, parseConfigBody } from './drift.js';
 import type { DesiredState, RenderedConfig } from '../render/index.js';
 import { Redactor } from '../render/secrets.js';
@@ -32,7 +30,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import { mergeFigures, type ProcessFigures } from '../otlp/metrics.js';
 import { updateResourceGauges } from '../otlp/gauges.js';
 import type { AgentPackagesView, AgentView, AvailableComponentsView, ComponentDetailsView, PackageStatusesView, RemoteConfigState } from '../api/views.js';
-import { packageDownloadUrl, packageState } from './packages.js';
+import { offeredDownloadUrl, packageState } from './packages.js';
 import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
 import {
   internShort,
@@ -45,6 +43,9 @@ import {
   type AgentRecord,
   type IdentityResolver,
 } from './agent.js';
+
+/** Messages sent per turn of the event loop in a fan-out. */
+const SEND_BATCH = 1000;
 
 export interface FleetOptions {
   logger: Logger;
@@ -118,7 +119,7 @@ export class Fleet {
   readonly #usedComponents = new Map<string, string[]>();
   readonly #listeners = new Set<() => void>();
   /** Per-transport children of the message counters, bound once (a labelled inc hashes its labels every time). */
-  readonly #counters: Record<'websocket' | 'http', { received: { inc(): void }; sent: { inc(): void } }>;
+  readonly #counters: Record<'websocket' | 'http', { received: { inc(n?: number): void }; sent: { inc(n?: number): void } }>;
 
   constructor(opts: FleetOptions) {
     const heartbeat = opts.heartbeatIntervalSeconds ?? 30;
@@ -182,7 +183,7 @@ export class Fleet {
     // A connection carries one agent (almost always): its uid string is kept, not rebuilt per message.
     const cached = conn.uidCache;
     let uid: string;
-    if (cached && sameUid(cached.bytes, uidBytes)) uid = cached.uid;
+    if (cached && sameBytes(cached.bytes, uidBytes)) uid = cached.uid;
     else {
       uid = uidToString(uidBytes);
       conn.uidCache = { bytes: Uint8Array.from(uidBytes), uid };
@@ -239,7 +240,7 @@ export class Fleet {
     const verified = conn.verified ?? null;
     const verifiedChanged = verified !== rec.verified && JSON.stringify(verified) !== JSON.stringify(rec.verified);
     rec.verified = verified;
-    if (conn.send && !(wasOn === conn.id)) this.#attach(conn.id, uid);
+    if (conn.send && wasOn !== conn.id) this.#attach(conn.id, uid);
 
     let descriptionChanged = false;
     if (msg.agentDescription != null) {
@@ -404,7 +405,7 @@ export class Fleet {
         p.conn.send!(p.msg, p.tail);
         ws++;
       }
-      if (ws > 0) this.#metrics.messagesSent.inc({ transport: 'websocket' }, ws);
+      if (ws > 0) this.#counters.websocket.sent.inc(ws);
       if (to < prepared.length) setImmediate(() => sendBatch(to));
     };
     sendBatch(0);
@@ -642,14 +643,13 @@ export class Fleet {
     const authorization = this.#credentials?.replacementFor(conn.authorization) ?? conn.authorization;
     const packages: NonNullable<NonNullable<ServerToAgentProps['packagesAvailable']>['packages']> = {};
     for (const p of pd.packages) {
-      const served = p.source.kind === 'served';
       const headers = p.source.kind === 'url' ? p.source.headers.map((h) => ({ key: h.name, value: h.value })) : authorization ? [{ key: 'Authorization', value: authorization }] : [];
       packages[p.name] = {
         type: p.type === 'Addon' ? 1 : 0,
         version: p.version,
         hash: p.hash,
         file: {
-          downloadUrl: served ? packageDownloadUrl(conn.endpoint, pd.namespace, p.sha256) : (p.source as { url: string }).url,
+          downloadUrl: offeredDownloadUrl(p, pd.namespace, conn.endpoint)!,
           contentHash: Buffer.from(p.sha256, 'hex'),
           ...(p.signature ? { signature: p.signature } : {}),
           ...(headers.length > 0 ? { headers: { headers } } : {}),
@@ -675,7 +675,7 @@ export class Fleet {
         name: p.name,
         version: p.version,
         sha256: p.sha256,
-        downloadUrl: p.source.kind === 'url' ? p.source.url : endpoint ? packageDownloadUrl(endpoint, pd.namespace, p.sha256) : null,
+        downloadUrl: offeredDownloadUrl(p, pd.namespace, endpoint),
       })),
       state: st.state,
       message: st.message,
@@ -727,7 +727,7 @@ export class Fleet {
       let desired = this.#desiredParsed.get(d.hashHex);
       if (desired === undefined) {
         // Compared as shown: secret values in both configs are [REDACTED], so differences never quote them.
-        desired = parseConfigBody(this.redactor.redact(d.body.toString('utf8')));
+        desired = parseConfigBody(this.#desiredText(d));
         if (this.#desiredParsed.size > 1000) this.#desiredParsed.clear();
         this.#desiredParsed.set(d.hashHex, desired);
       }
@@ -906,7 +906,7 @@ export class Fleet {
       parts.push([signal, d.endpoint, headers]);
     }
     if (parts.length === 0) {
-      rec.noSettingsOffer = { epoch: this.#settingsEpoch, connectionId: conn.send ? conn.id : null, capabilities: rec.capabilities };
+      rec.noSettingsOffer = { epoch: this.#settingsEpoch, connectionId, capabilities: rec.capabilities };
       return;
     }
     const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
@@ -919,7 +919,7 @@ export class Fleet {
       if (!agentMayHaveForgotten || now - last.at < this.#opts.offerRetryMs) return;
     }
     msg.connectionSettings = { hash, ...offers };
-    rec.offeredSettings = { hash: hashHex, connectionId: conn.send ? conn.id : null, at: now, epoch: this.#settingsEpoch };
+    rec.offeredSettings = { hash: hashHex, connectionId, at: now, epoch: this.#settingsEpoch };
   }
 
   #attach(connId: number, uid: string): void {
@@ -965,19 +965,6 @@ export function configFailure(rec: AgentRecord): { reason: 'InvalidConfig' | 'Mi
   // Said first even when the agent also reported FAILED for it: it says what to fix.
   if (rec.missingComponents.length > 0) return { reason: 'MissingComponents', message: missingComponentsMessage(rec.missingComponents) };
   return { reason: 'ApplyFailed', message: rec.reported.errorMessage || 'apply failed' };
-}
-
-function sameUid(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** A uint64 as protobufjs decodes it (a number, or a Long when it does not fit) as a bigint. */
-function toBigInt(v: number | { low: number; high: number } | null | undefined): bigint {
-  if (v == null) return 0n;
-  if (typeof v === 'number') return BigInt(v);
-  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
 }
 
 /** Whether a message holds every status field the agent's capabilities say it reports. */

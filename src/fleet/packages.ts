@@ -4,6 +4,7 @@
  */
 import { AgentCapabilities, hasBit } from '../opamp/messages.js';
 import type { AgentRecord } from './agent.js';
+import type { OfferedPackage } from '../packages/desired.js';
 
 /** Path prefix of package files on the OpAMP endpoint: PREFIX + namespace + "/" + sha256. */
 export const PACKAGES_PATH = '/v1/packages/';
@@ -16,6 +17,15 @@ export function packageDownloadUrl(opampEndpoint: string, namespace: string, sha
   const u = new URL(opampEndpoint);
   const scheme = u.protocol === 'wss:' || u.protocol === 'https:' ? 'https:' : 'http:';
   return `${scheme}//${u.host}${PACKAGES_PATH}${encodeURIComponent(namespace)}/${sha256}`;
+}
+
+/**
+ * Where an agent gets an offered package: its own URL, or the bridge's copy at the endpoint the
+ * agent reached (null when that endpoint is not known, e.g. a disconnected agent).
+ */
+export function offeredDownloadUrl(p: OfferedPackage, namespace: string, opampEndpoint: string | undefined): string | null {
+  if (p.source.kind === 'url') return p.source.url;
+  return opampEndpoint ? packageDownloadUrl(opampEndpoint, namespace, p.sha256) : null;
 }
 
 /** Parses a request path made by packageDownloadUrl; null when it is not one. */

@@ -41,5 +41,6 @@ export function encodeServerToAgent(msg: ServerToAgentProps): Uint8Array {
 
 /** Header and data as one WebSocket message (never two frames); `tail` is more of the message, already encoded. */
 export function encodeWsMessage(msg: ServerToAgentProps, tail?: Uint8Array): Buffer {
-  return tail ? Buffer.concat([HEADER, encodeServerToAgent(msg), tail]) : Buffer.concat([HEADER, encodeServerToAgent(msg)]);
+  const body = encodeServerToAgent(msg);
+  return Buffer.concat(tail ? [HEADER, body, tail] : [HEADER, body]);
 }

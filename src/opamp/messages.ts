@@ -76,6 +76,13 @@ export function toNumber(v: number | { toNumber(): number } | null | undefined):
   return typeof v === 'number' ? v : v.toNumber();
 }
 
+/** A uint64 as protobufjs decodes it (a number, or a Long when it does not fit) as a bigint, without a detour through text. */
+export function toBigInt(v: number | { low: number; high: number } | null | undefined): bigint {
+  if (v == null) return 0n;
+  if (typeof v === 'number') return BigInt(v);
+  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+}
+
 /** fixed64 nanosecond times exceed 2^53: keep them exact as a decimal string. */
 export function toDecimalString(v: number | { toString(): string } | null | undefined): string {
   if (v == null) return '0';

@@ -16,6 +16,7 @@ import type { AgentConnection, AuthResult, VerifiedIdentity } from './connection
 import { OpampProtocolError, type OpampErrorCode } from './errors.js';
 import { SERVER_CAPABILITIES, ServerErrorResponseType, type AgentToServer, type ServerToAgentProps } from './messages.js';
 import { secureContextOptions, type TlsMaterial } from './tls.js';
+import { sameBytes } from './uid.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -106,11 +107,6 @@ function isPlainReply(r: ServerToAgentProps): boolean {
   );
 }
 
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  if (!a || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** A token bucket: `rate` tokens a second, at most `burst` saved up. */
 export class TokenBucket {

@@ -22,6 +22,13 @@ export function uidToString(b: Uint8Array): string {
 
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
+/** Whether two uids (or any byte strings) hold the same bytes; cheaper than wrapping them in Buffers for a 16-byte compare. */
+export function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Parses a canonical UUID or 32 hex digits; returns null for anything else. */
 export function parseUid(s: string): Uint8Array | null {
   const h = s.toLowerCase().replace(/-/g, '');

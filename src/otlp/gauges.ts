@@ -5,7 +5,7 @@
 import type { AgentRecord } from '../fleet/agent.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
-interface Agg { sum: number; max: number; n: number }
+interface Agg { sum: number; max: number }
 
 /** Recomputes the gauges from the records (before a scrape); Collectors no agent reports for have none. */
 export function updateResourceGauges(metrics: Pick<Metrics, 'agentsRssBytes' | 'agentsCpuSeconds'>, agents: Iterable<AgentRecord>): void {
@@ -32,10 +32,9 @@ export function updateResourceGauges(metrics: Pick<Metrics, 'agentsRssBytes' | '
 
 function add(m: Map<string, Agg>, key: string, v: number): void {
   const a = m.get(key);
-  if (!a) m.set(key, { sum: v, max: v, n: 1 });
+  if (!a) m.set(key, { sum: v, max: v });
   else {
     a.sum += v;
     a.max = Math.max(a.max, v);
-    a.n++;
   }
 }

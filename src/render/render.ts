@@ -1,5 +1,6 @@
 import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from 'yaml';
-import type { AgentPackage, LabelSelector } from '../schema/v1alpha1/index.js';
+import { createHash } from 'node:crypto';
+import type { AgentPackage, CollectorSpec, LabelSelector } from '../schema/v1alpha1/index.js';
 import { configMapHash } from './hash.js';
 import { deepMerge, isPlainObject } from './merge.js';
 import { secretReferences, substituteSecrets, type SecretSource } from './secrets.js';
@@ -26,6 +27,14 @@ export interface CollectorInput {
    * agents it selects are held (nothing is pushed to them) rather than sent a config without it.
    */
   invalid?: string[];
+}
+
+/**
+ * A Collector's `revision`: a short hash of everything that decides what it renders and offers
+ * (selector, priority, parsed config, Secret names, packages). The same in both modes.
+ */
+export function collectorRevision(spec: Pick<CollectorSpec, 'selector' | 'priority' | 'packages'>, config: Record<string, unknown>, secretNames: readonly string[]): string {
+  return createHash('sha256').update(JSON.stringify([spec.selector, spec.priority, config, secretNames, spec.packages ?? []])).digest('hex').slice(0, 16);
 }
 
 export type ParseResult =

@@ -11,7 +11,7 @@ import { parseAllDocuments } from 'yaml';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { API_GROUP, Collector, GROUP_VERSION, NamespaceName, ObjectName, OpAMPBridge } from '../schema/v1alpha1/index.js';
-import { parseCollectorConfig, type CollectorInput } from '../render/index.js';
+import { collectorRevision, parseCollectorConfig, type CollectorInput } from '../render/index.js';
 import { packageSpecIssues } from '../packages/desired.js';
 
 export interface LoadedCollector {
@@ -364,10 +364,7 @@ export function parseManifestText(
       if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
       const packageIssues = packageSpecIssues(res.spec.packages, secretNames);
       if (packageIssues.length > 0) return void issues.push(...packageIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: ${m}`));
-      const revision = createHash('sha256')
-        .update(JSON.stringify([res.spec.selector, res.spec.priority, cfg.config, secretNames, res.spec.packages ?? []]))
-        .digest('hex')
-        .slice(0, 16);
+      const revision = collectorRevision(res.spec, cfg.config, secretNames);
       collectors.push({
         resource: { ...res, metadata: { ...res.metadata, namespace } },
         source,
