@@ -7,7 +7,7 @@ import { AdminServer } from './api/server.js';
 import type { CollectorView } from './api/views.js';
 import { aggregateCollectorStatus, emptyStatus, mergedConfigIssues } from './controller/collector-status.js';
 import { randomBytes } from 'node:crypto';
-import { Fleet, type OwnTelemetry } from './fleet/fleet.js';
+import { Fleet, sweepEvery, type OwnTelemetry } from './fleet/fleet.js';
 import type { AgentConnection } from './fleet/agent.js';
 import { bridgeMetricsDestination, fleetSink, receiverCounters } from './otlp/bridge.js';
 import { otlpMetricsHandler } from './otlp/receiver.js';
@@ -250,7 +250,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   adminEndpoint = { port: aa.port, tls: !!adminTls };
   manifests.watch();
   started = true;
-  const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);
+  const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? sweepEvery(heartbeat));
   sweeper.unref();
   ready = true;
 

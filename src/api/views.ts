@@ -40,9 +40,16 @@ export interface AgentView {
   instanceUid: string;
   transport: Transport;
   connected: boolean;
+  /**
+   * Whether the agent counts in the Collectors' figures: "connected"; "recently-disconnected" (within
+   * two heartbeat intervals of disconnecting: counted only as disconnected); "gone" (counted nowhere,
+   * kept here for a while).
+   */
+  presence: 'connected' | 'recently-disconnected' | 'gone';
   /** ISO-8601 times. */
   firstSeen: string;
   lastSeen: string;
+  disconnectedAt: string | null;
   sequenceNum: string;
   capabilities: { raw: number; names: string[] };
   description: {
@@ -102,6 +109,8 @@ export interface AgentView {
   /** The last full list of components the agent reported (agents with ReportsAvailableComponents), or null. */
   availableComponents: AvailableComponentsView | null;
   customCapabilities: string[];
+  /** Requests the agent made that this server does not serve, refused explicitly (error_response or an empty custom-capabilities answer). */
+  refusedRequests: RefusedRequestView[];
   /**
    * The agent's process figures from its own metrics (sent to the bridge's `POST /v1/metrics`):
    * resident memory in bytes, CPU seconds used since it started, and when they were measured
@@ -124,9 +133,20 @@ export interface FailingAgentView {
   message: string;
 }
 
+/** A request the agent made that the server does not serve (refused explicitly): how often, and why. */
+export interface RefusedRequestView {
+  kind: 'connection_settings_request' | 'custom_message';
+  count: number;
+  lastAt: string;
+  message: string;
+}
+
 export interface CollectorStatusCounts {
+  /** Connected agents the Collector selects (every count here is of connected agents). */
   matched: number;
   connected: number;
+  /** Agents it selects that disconnected within the grace (two heartbeat intervals); counted nowhere else. */
+  disconnected: number;
   applied: number;
   applying: number;
   failed: number;

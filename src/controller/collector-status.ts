@@ -20,7 +20,7 @@ export interface CollectorFleetStatus extends CollectorStatusCounts {
 }
 
 export function emptyStatus(): CollectorFleetStatus {
-  return { matched: 0, connected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, agentVersions: [], packages: null, resources: null, failing: [] };
+  return { matched: 0, connected: 0, disconnected: 0, applied: 0, applying: 0, failed: 0, healthy: 0, unhealthy: 0, drifted: 0, agentVersions: [], packages: null, resources: null, failing: [] };
 }
 
 /** "name version" of an agent, from its identifying attributes (what `kubectl get -o wide` shows). */
@@ -31,13 +31,26 @@ export function agentVersion(rec: AgentRecord): string {
   return version ? `${name} ${version}` : name;
 }
 
-/** One pass over the agents; returns counts keyed by "namespace/name". */
+/**
+ * One pass over the agents; returns counts keyed by "namespace/name". Every count is of connected
+ * agents (an HTTP agent is connected while it polls on time); an agent that disconnected is counted
+ * only as `disconnected`, and only within the grace the fleet keeps it there (two heartbeat intervals).
+ */
 export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<string, CollectorFleetStatus> {
   const out = new Map<string, CollectorFleetStatus>();
   const versions = new Map<string, Map<string, number>>();
   for (const rec of agents) {
     const d = rec.desired;
     if (!d) continue;
+    if (!rec.connected) {
+      if (rec.pastGrace) continue;
+      for (const key of d.collectors) {
+        let s = out.get(key);
+        if (!s) out.set(key, (s = emptyStatus()));
+        s.disconnected++;
+      }
+      continue;
+    }
     const state = configState(rec);
     const version = agentVersion(rec);
     for (const key of d.collectors) {
@@ -47,7 +60,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
       let v = versions.get(key);
       if (!v) versions.set(key, (v = new Map()));
       v.set(version, (v.get(version) ?? 0) + 1);
-      if (rec.connected) s.connected++;
+      s.connected++;
       if (state === 'applied') s.applied++;
       else if (state === 'applying') s.applying++;
       else if (state === 'failed') {
@@ -66,7 +79,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
         }
       }
       const r = rec.resources;
-      if (r && rec.connected && r.rssBytes !== null) {
+      if (r && r.rssBytes !== null) {
         const sum = (s.resources ??= { agents: 0, memoryTotalBytes: 0, memoryMaxBytes: 0, cpuSecondsTotal: 0 });
         sum.agents++;
         sum.memoryTotalBytes += Math.round(r.rssBytes);
@@ -75,7 +88,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
       }
     }
     // Packages count for the Collectors that declared them for this agent (a subset of those that match it).
-    const ps = rec.connected ? packageState(rec) : null;
+    const ps = packageState(rec);
     if (ps && ps.state !== 'held') {
       for (const key of rec.packagesDesired!.collectors) {
         let s = out.get(key);
@@ -225,6 +238,7 @@ export function buildCollectorStatus(input: {
     conditions: conds,
     matched: c.matched,
     connected: c.connected,
+    disconnected: c.disconnected,
     applied: c.applied,
     applying: c.applying,
     failed: c.failed,

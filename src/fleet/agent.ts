@@ -13,6 +13,9 @@ import type { ProcessFigures } from '../otlp/metrics.js';
 
 export type { AgentConnection };
 
+/** What agents may ask of a server that Fleetbridge does not serve (refused explicitly, counted, logged). */
+export type UnsupportedRequest = 'connection_settings_request' | 'custom_message';
+
 /** Everything the server knows about one agent instance (keyed by its instance_uid). */
 export interface AgentRecord {
   uid: string;
@@ -20,6 +23,10 @@ export interface AgentRecord {
   transport: Transport;
   connected: boolean;
   connection: AgentConnection | null;
+  /** When the agent last went from connected to disconnected; null while connected. */
+  disconnectedAt: number | null;
+  /** Set by the sweep once a disconnected agent is past the grace in which it is counted as recently disconnected. */
+  pastGrace: boolean;
   firstSeen: number;
   lastSeen: number;
   lastSeq: bigint | null;
@@ -64,10 +71,28 @@ export interface AgentRecord {
   failedHash: string | null;
   /** Whether the effective config the agent reports contains what was pushed; null when not judged. */
   drift: { drifted: boolean; differences: string[] } | null;
-  /** Hash of the connection settings offered to this agent instance, and on which connection. */
-  offeredSettings: { hash: string; connectionId: number | null; at: number; epoch: number } | null;
-  /** Set when the agent was found to need no connection-settings offer (its capabilities ask for none) on this connection. */
-  noSettingsOffer: { epoch: number; connectionId: number | null; capabilities: number } | null;
+  /**
+   * When the agent reported the status it has now (hash and status), and whether an effective config
+   * arrived with or after that report: drift is judged only on an effective config that belongs to the
+   * applied config, or once a short settle has passed since APPLIED.
+   */
+  statusAt: number;
+  effectiveConfigFresh: boolean;
+  /** A desired hash the agent was seen running (no drift): later differences are drift, not a lost push. */
+  syncedHash: string | null;
+  /** A desired hash pushed once more because the agent said APPLIED but did not run it (the Supervisor's start-up race). */
+  repushedHash: string | null;
+  /** That push is still to be sent. */
+  repushDue: boolean;
+  /**
+   * The connection settings offered to this agent: the whole offer's hash, the hash of its `opamp`
+   * part (null when none was sent), when, and under which settings epoch.
+   */
+  offeredSettings: { hash: string; opamp: string | null; at: number; epoch: number } | null;
+  /** Set when the agent was found to need no connection-settings offer (under this epoch and capabilities). */
+  noSettingsOffer: { epoch: number; capabilities: number } | null;
+  /** Requests the server does not serve that the agent made, by kind: how many, and the last one's reason. */
+  refused: Partial<Record<UnsupportedRequest, { count: number; at: number; message: string; connectionId: number | null }>>;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
   connectionSettingsStatus: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
   /** The newest process figures (RSS, CPU time) from the agent's own metrics (src/otlp), or null. */

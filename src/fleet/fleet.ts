@@ -42,6 +42,7 @@ import {
   type AgentConnection,
   type AgentRecord,
   type IdentityResolver,
+  type UnsupportedRequest,
 } from './agent.js';
 
 /** Messages sent per turn of the event loop in a fan-out. */
@@ -52,8 +53,12 @@ export interface FleetOptions {
   metrics: Metrics;
   /** Offered to agents that accept OpAMP connection settings (and their HTTP poll interval). Seconds; default 30. */
   heartbeatIntervalSeconds?: number;
-  /** An HTTP agent silent for this long is marked disconnected. Default 3 heartbeats + 10 s. */
+  /** An HTTP agent silent for this long is marked disconnected. Default two heartbeat intervals. */
   offlineAfterMs?: number;
+  /** A disconnected agent counts as recently disconnected (not as connected) for this long. Default two heartbeat intervals. */
+  disconnectedGraceMs?: number;
+  /** Drift is judged on an effective config older than the APPLIED status only after this long. Default 5 s. */
+  driftSettleMs?: number;
   /** A disconnected agent's record is forgotten after this long. Default 15 minutes. */
   retainDisconnectedMs?: number;
   /** The same remote config is offered again on one connection only after this long. Default 60 s. */
@@ -83,6 +88,9 @@ export interface TelemetryDestination {
   headers: Record<string, string>;
 }
 export type OwnTelemetry = Partial<Record<'metrics' | 'traces' | 'logs', TelemetryDestination>>;
+
+/** The heartbeat interval OpAMP clients use until told otherwise (opamp-go, the Supervisor: 30 s). */
+const OPAMP_DEFAULT_HEARTBEAT_SECONDS = 30;
 
 const OWN_SIGNALS = [
   ['metrics', AgentCapabilities.ReportsOwnMetrics, 'ownMetrics'],
@@ -128,7 +136,9 @@ export class Fleet {
     this.#metrics = opts.metrics;
     this.#opts = {
       heartbeatIntervalSeconds: heartbeat,
-      offlineAfterMs: opts.offlineAfterMs ?? heartbeat * 3000 + 10_000,
+      offlineAfterMs: opts.offlineAfterMs ?? heartbeat * 2000,
+      disconnectedGraceMs: opts.disconnectedGraceMs ?? heartbeat * 2000,
+      driftSettleMs: opts.driftSettleMs ?? 5000,
       retainDisconnectedMs: opts.retainDisconnectedMs ?? 15 * 60_000,
       offerRetryMs: opts.offerRetryMs ?? 60_000,
       maxAgents: opts.maxAgents ?? 20_000,
@@ -194,6 +204,8 @@ export class Fleet {
     const response: ServerToAgentProps = { instanceUid: uidBytes, capabilities: SERVER_CAPABILITIES };
     let fullState = false;
     const isNew = !rec;
+    /** The agent's sequence started again on a record we know: its process (or its OpAMP client) restarted. */
+    let restarted = false;
 
     if (!rec) {
       if (this.#agents.size >= this.#opts.maxAgents) {
@@ -226,22 +238,36 @@ export class Fleet {
         }
       }
       fullState = rec.lastSeq === null || seq !== rec.lastSeq + 1n;
+      // A sequence that starts again (0, or below the last one; a retried copy repeats the last) is a
+      // new client: what was offered to the old one may never have been acted on.
+      restarted = rec.lastSeq !== null && (seq === 0n || seq < rec.lastSeq);
+      if (restarted) {
+        rec.offered = null;
+        rec.packagesOffered = null;
+        rec.componentsRequested = null;
+      }
       if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
     }
 
     // Already recorded on this very connection (every heartbeat): nothing to attach.
     const wasOn = !isNew && rec.connected && rec.connection ? rec.connection.id : null;
+    const cameBack = !rec.connected;
     rec.lastSeq = seq;
     rec.lastSeen = now;
     rec.capabilities = toNumber(msg.capabilities);
     rec.transport = conn.transport;
     rec.connection = conn;
     rec.connected = true;
+    rec.disconnectedAt = null;
+    rec.pastGrace = false;
     const verified = conn.verified ?? null;
     const verifiedChanged = verified !== rec.verified && JSON.stringify(verified) !== JSON.stringify(rec.verified);
     rec.verified = verified;
     if (conn.send && wasOn !== conn.id) this.#attach(conn.id, uid);
 
+    // Every field of every message is stored, whatever else the message carries (a message that
+    // says agent_disconnect may also carry the agent's full state: opamp-go-based agents that
+    // restart their client send both).
     let descriptionChanged = false;
     if (msg.agentDescription != null) {
       rec.description = describe(msg.agentDescription);
@@ -251,6 +277,8 @@ export class Fleet {
     }
     const clean = (s: string) => this.redactor.redact(s);
     if (msg.health != null) rec.health = healthView(msg.health, clean);
+    // The status first: an effective config in the same message belongs to the status it carries.
+    if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus, now);
     if (msg.effectiveConfig != null) {
       const files: Record<string, { body: string; contentType: string }> = {};
       for (const [k, f] of Object.entries(msg.effectiveConfig.configMap?.configMap ?? {})) {
@@ -262,8 +290,8 @@ export class Fleet {
         files[k] = { body: text, contentType: internShort(f.contentType ?? '') };
       }
       rec.effectiveConfig = files;
+      rec.effectiveConfigFresh = true;
     }
-    if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus);
     if (msg.packageStatuses != null) rec.packageStatuses = packageStatusesView(msg.packageStatuses, clean);
     if (msg.availableComponents != null) this.#recordComponents(rec, msg.availableComponents);
     if (msg.customCapabilities != null) rec.customCapabilities = [...(msg.customCapabilities.capabilities ?? [])];
@@ -290,28 +318,50 @@ export class Fleet {
       uid = newUid;
     }
 
-    if (msg.agentDisconnect != null) {
-      this.#disconnect(rec, now);
-      this.#log.info({ instanceUid: uid }, 'Agent disconnected');
-      this.#changed();
-      return response;
-    }
-
-    if (descriptionChanged || isNew || verifiedChanged) {
+    // Who the agent is and what it should run follow from what it says, on every message that
+    // changes it: a stored description is always resolved.
+    if (descriptionChanged || isNew || verifiedChanged || cameBack) {
       this.#resolveIdentity(rec);
       this.#computeDesired(rec);
     }
-    if (descriptionChanged || isNew || msg.effectiveConfig != null || msg.remoteConfigStatus != null) this.#judgeDrift(rec);
+    this.#judgeDrift(rec, now);
     this.#judgeComponents(rec);
+    this.#refuseCustomMessages(rec, conn, msg, response, now);
+
+    if (msg.agentDisconnect != null) {
+      // Its state is kept (a restarting client reconnects at once); nothing more is offered on a
+      // connection the agent is leaving.
+      this.#disconnect(rec, now);
+      this.#log.info({ instanceUid: uid }, 'Agent disconnected');
+      this.#counters[conn.transport].sent.inc();
+      this.#changed();
+      return response;
+    }
+    if (msg.connectionSettingsRequest != null) {
+      // This server does not issue client certificates (and does not advertise
+      // AcceptsConnectionSettingsRequest). OpAMP §CSR: a request that cannot be served is answered
+      // with error_response BAD_REQUEST. The error goes alone; what the answer would have carried
+      // follows with the next message (asked for again in full if it was due now).
+      const message = 'this server does not issue client certificates: ConnectionSettingsRequest is not supported (the server does not advertise AcceptsConnectionSettingsRequest)';
+      this.#refused(rec, conn, 'connection_settings_request', message, now);
+      if (fullState) rec.lastSeq = null;
+      this.#counters[conn.transport].sent.inc();
+      this.#changed();
+      return { instanceUid: response.instanceUid, capabilities: SERVER_CAPABILITIES, errorResponse: { type: ServerErrorResponseType.BadRequest, errorMessage: message } };
+    }
+
     if (fullState) response.flags = ServerToAgentFlags.ReportFullState;
     this.#maybeRequestComponents(rec, conn, response, now);
     // After asking for full state, wait for the agent's config status before offering config, so
-    // an agent that already runs the desired config is not sent it again.
-    const knowsReported = msg.remoteConfigStatus != null || !fullState;
-    if (knowsReported) this.#maybeAddRemoteConfig(rec, conn, response, now);
+    // an agent that already runs the desired config is not sent it again. A first message (sequence
+    // 0) that carries no status says the agent has none.
+    const knowsReported = msg.remoteConfigStatus != null || !fullState || seq === 0n;
+    const configSent = knowsReported && this.#maybeAddRemoteConfig(rec, conn, response, now);
     // Likewise packages: the agent's statuses say whether it already has them.
     if (msg.packageStatuses != null || !fullState) this.#maybeAddPackages(rec, conn, response, now);
-    this.#maybeAddConnectionSettings(rec, conn, response, seq === 0n || fullState);
+    // Connection settings wait while a config is on its way: agents that restart their OpAMP client
+    // on an offer would otherwise drop a config they were about to apply and be sent it again.
+    if (!configSent && !this.#configInFlight(rec, now)) this.#maybeAddConnectionSettings(rec, conn, response, isNew || (restarted && this.#lostState(rec)));
     this.#counters[conn.transport].sent.inc();
     this.#changed();
     return response;
@@ -355,9 +405,9 @@ export class Fleet {
       const packagesBefore = rec.packagesDesired?.allHashHex ?? null;
       if (rec.description) this.#resolveIdentity(rec);
       this.#computeDesired(rec);
-      this.#judgeDrift(rec);
+      this.#judgeDrift(rec, now);
       this.#judgeComponents(rec);
-      const configChanged = (rec.desired?.hashHex ?? null) !== before;
+      const configChanged = (rec.desired?.hashHex ?? null) !== before || rec.repushDue;
       const packagesChanged = (rec.packagesDesired?.allHashHex ?? null) !== packagesBefore;
       if (!configChanged && !packagesChanged) continue;
       const conn = rec.connection;
@@ -454,21 +504,44 @@ export class Fleet {
     return !!this.#credentials && rec.connected && this.#credentials.replacementFor(rec.connection?.authorization) !== undefined;
   }
 
-  /** Marks silent HTTP agents disconnected and forgets long-disconnected agents. Call periodically. */
+  /**
+   * Call periodically (at least twice per heartbeat interval). Marks HTTP agents that stopped polling
+   * on time disconnected, ends the grace in which disconnected agents are counted as recently
+   * disconnected, judges drift whose settle has passed (pushing a config once more where that is
+   * due), and forgets long-disconnected agents.
+   */
   sweep(): void {
     const now = this.#opts.now();
     let changed = false;
+    const outbox: { rec: AgentRecord; conn: AgentConnection; msg: ServerToAgentProps }[] = [];
     for (const [uid, rec] of this.#agents) {
       if (rec.connected && rec.transport === 'http' && now - rec.lastSeen > this.#opts.offlineAfterMs) {
         this.#disconnect(rec, now);
         this.#log.info({ instanceUid: uid }, 'HTTP agent stopped polling; marked disconnected');
         changed = true;
+      } else if (!rec.connected && !rec.pastGrace && now - (rec.disconnectedAt ?? rec.lastSeen) > this.#opts.disconnectedGraceMs) {
+        rec.pastGrace = true;
+        changed = true;
       } else if (!rec.connected && now - rec.lastSeen > this.#opts.retainDisconnectedMs) {
         this.#agents.delete(uid);
         changed = true;
+      } else if (rec.connected && rec.drift === null && !rec.effectiveConfigFresh && rec.reported.status === 'APPLIED' && rec.desired?.hashHex === rec.reported.hash) {
+        this.#judgeDrift(rec, now);
+        if (rec.drift !== null || rec.repushDue) changed = true;
+        const conn = rec.connection;
+        if (rec.repushDue && conn?.send) {
+          const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
+          if (this.#maybeAddRemoteConfig(rec, conn, msg, now)) outbox.push({ rec, conn, msg });
+        }
       }
     }
+    if (outbox.length > 0) this.#sendAll(outbox);
     if (changed) this.#changed();
+  }
+
+  /** Whether a disconnected agent is still within the grace in which it counts as recently disconnected. */
+  recentlyDisconnected(rec: AgentRecord): boolean {
+    return !rec.connected && !rec.pastGrace;
   }
 
   /** Refreshes the gauges derived from the registry (call before a metrics scrape). */
@@ -477,13 +550,19 @@ export class Fleet {
     const states = { applied: 0, applying: 0, failed: 0, readonly: 0, none: 0 };
     let unbound = 0;
     const packages = { installed: 0, installing: 0, failed: 0, unsupported: 0, held: 0 };
+    let recent = 0;
     for (const rec of this.#agents.values()) {
-      if (rec.connected) connected[rec.transport]++;
-      const ps = rec.connected ? packageState(rec) : null;
+      if (!rec.connected) {
+        if (!rec.pastGrace) recent++;
+        continue;
+      }
+      connected[rec.transport]++;
+      const ps = packageState(rec);
       if (ps) packages[ps.state]++;
-      if (rec.connected && rec.identityError) unbound++;
+      if (rec.identityError) unbound++;
       states[configState(rec)]++;
     }
+    this.#metrics.agentsRecentlyDisconnected.set(recent);
     for (const [t, n] of Object.entries(connected)) this.#metrics.agentsConnected.set({ transport: t }, n);
     for (const [s, n] of Object.entries(states)) this.#metrics.configStatus.set({ state: s }, n);
     this.#metrics.agentsUnbound.set(unbound);
@@ -509,8 +588,10 @@ export class Fleet {
       instanceUid: rec.uid,
       transport: rec.transport,
       connected: rec.connected,
+      presence: rec.connected ? 'connected' : rec.pastGrace ? 'gone' : 'recently-disconnected',
       firstSeen: new Date(rec.firstSeen).toISOString(),
       lastSeen: new Date(rec.lastSeen).toISOString(),
+      disconnectedAt: rec.disconnectedAt === null ? null : new Date(rec.disconnectedAt).toISOString(),
       sequenceNum: rec.lastSeq === null ? '0' : rec.lastSeq.toString(),
       capabilities: { raw: rec.capabilities, names: capabilityNames(rec.capabilities) },
       description: rec.description,
@@ -540,6 +621,7 @@ export class Fleet {
       packages: this.#packagesView(rec),
       availableComponents: rec.availableComponents,
       customCapabilities: rec.customCapabilities,
+      refusedRequests: Object.entries(rec.refused).map(([kind, r]) => ({ kind: kind as UnsupportedRequest, count: r.count, lastAt: new Date(r.at).toISOString(), message: r.message })),
       resources: rec.resources && { rssBytes: rec.resources.rssBytes, cpuSeconds: rec.resources.cpuSeconds, at: new Date(rec.resources.at).toISOString() },
     };
   }
@@ -559,6 +641,8 @@ export class Fleet {
       transport: conn.transport,
       connected: true,
       connection: conn,
+      disconnectedAt: null,
+      pastGrace: false,
       firstSeen: now,
       lastSeen: now,
       lastSeq: null,
@@ -585,8 +669,14 @@ export class Fleet {
       offered: null,
       failedHash: null,
       drift: null,
+      statusAt: now,
+      effectiveConfigFresh: false,
+      syncedHash: null,
+      repushedHash: null,
+      repushDue: false,
       offeredSettings: null,
       noSettingsOffer: null,
+      refused: {},
       connectionSettingsStatus: null,
       resources: null,
     };
@@ -702,11 +792,23 @@ export class Fleet {
     return text;
   }
 
-  /** Drift is judged only for an agent that says it applied the desired config and reports its effective config. */
-  #judgeDrift(rec: AgentRecord): void {
+  /**
+   * Drift is judged only for an agent that says it applied the desired config, on an effective
+   * config that belongs to that report: one that came with or after it, or, failing that, the one it
+   * has once a short settle has passed (some agents report the effective config before the status).
+   * Until then drift is unknown (null), never a moment's false alarm. An agent that reports APPLIED
+   * but was never seen running the config is sent it once more (the OpAMP Supervisor can overwrite a
+   * config pushed while it starts with its initial one and still say APPLIED); if it still does not
+   * run it, it has drifted.
+   */
+  #judgeDrift(rec: AgentRecord, now: number): void {
     const d = rec.desired;
     const files = rec.effectiveConfig;
     if (!d || d.issues.length > 0 || rec.reported.hash !== d.hashHex || rec.reported.status !== 'APPLIED' || !files) {
+      rec.drift = null;
+      return;
+    }
+    if (!rec.effectiveConfigFresh && now - rec.statusAt < this.#opts.driftSettleMs) {
       rec.drift = null;
       return;
     }
@@ -715,7 +817,26 @@ export class Fleet {
       rec.drift = null;
       return;
     }
-    // Agents of one config report the same effective config: judged once per (desired, reported) pair.
+    const result = this.#driftVerdict(d, body);
+    if (result && !result.drifted) rec.syncedHash = d.hashHex;
+    if (result?.drifted && rec.syncedHash !== d.hashHex && rec.repushedHash !== d.hashHex && rec.connected) {
+      // Never seen running it: push it once more (with the next answer, or now over WebSocket)
+      // before calling it drift.
+      rec.repushedHash = d.hashHex;
+      rec.repushDue = true;
+      rec.effectiveConfigFresh = false;
+      rec.statusAt = now;
+      rec.drift = null;
+      this.#metrics.configRepushes.inc();
+      this.#log.warn({ instanceUid: rec.uid, configHash: d.hashHex, differences: result.differences }, 'Agent reported the config APPLIED but does not run it; pushing it once more');
+      return;
+    }
+    if (result?.drifted && !rec.drift?.drifted) this.#log.warn({ instanceUid: rec.uid, differences: result.differences }, 'Agent runs a config that differs from the one it applied');
+    rec.drift = result;
+  }
+
+  /** Agents of one config report the same effective config: judged once per (desired, reported) pair. */
+  #driftVerdict(d: RenderedConfig, body: string): { drifted: boolean; differences: string[] } | null {
     let byBody = this.#driftResults.get(d.hashHex);
     if (!byBody) {
       if (this.#driftResults.size > 100) this.#driftResults.clear();
@@ -739,14 +860,18 @@ export class Fleet {
       if (byBody.size > 1000) byBody.clear();
       byBody.set(body, result);
     }
-    if (result?.drifted && !rec.drift?.drifted) this.#log.warn({ instanceUid: rec.uid, differences: result.differences }, 'Agent runs a config that differs from the one it applied');
-    rec.drift = result;
+    return result;
   }
 
-  #recordConfigStatus(rec: AgentRecord, s: NonNullable<AgentToServer['remoteConfigStatus']>): void {
+  #recordConfigStatus(rec: AgentRecord, s: NonNullable<AgentToServer['remoteConfigStatus']>, now: number): void {
     const hash = s.lastRemoteConfigHash && s.lastRemoteConfigHash.length > 0 ? Buffer.from(s.lastRemoteConfigHash).toString('hex') : null;
     const status: RemoteConfigState = RemoteConfigStatusNames[s.status ?? 0] ?? 'UNSET';
     const wasFailed = rec.reported.status === 'FAILED' && rec.reported.hash === hash;
+    if (hash !== rec.reported.hash || status !== rec.reported.status) {
+      // A new status: the effective config known so far may be of the config before it.
+      rec.statusAt = now;
+      rec.effectiveConfigFresh = false;
+    }
     rec.reported = { hash, status, errorMessage: this.redactor.redact(s.errorMessage ?? '') };
     if (status === 'FAILED' && hash !== null) {
       // Never re-push automatically a config the agent reported FAILED.
@@ -763,25 +888,39 @@ export class Fleet {
     const d = rec.desired;
     if (!d || d.issues.length > 0) return false;
     if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsRemoteConfig)) return false;
-    if (rec.reported.hash === d.hashHex) return false;
-    if (rec.failedHash === d.hashHex) return false;
-    // A config naming component types the agent lacks would only fail (or stop its collector).
-    if (rec.missingComponents.length > 0) return false;
-    if (this.#awaitingComponents(rec, now)) return false;
-    const connectionId = conn.send ? conn.id : null;
-    const o = rec.offered;
-    if (o && o.hash === d.hashHex && o.connectionId === connectionId && now - o.at < this.#opts.offerRetryMs) return false;
+    if (rec.repushDue && rec.repushedHash === d.hashHex) {
+      rec.repushDue = false;
+    } else if (rec.reported.hash === d.hashHex) return false;
+    else if (!this.#offerDue(rec, d, conn, now)) return false;
     msg.remoteConfig = {
       config: { configMap: { '': { body: d.body, contentType: d.contentType } } },
       configHash: d.hash,
     };
-    rec.offered = { hash: d.hashHex, at: now, connectionId };
+    rec.offered = { hash: d.hashHex, at: now, connectionId: conn.send ? conn.id : null };
     this.#metrics.configPushes.inc({ transport: conn.transport });
     if (this.#log.isLevelEnabled(level)) this.#log[level]({ instanceUid: rec.uid, configHash: d.hashHex, collectors: d.collectors }, 'Sent remote config');
     if (hasBit(rec.capabilities, AgentCapabilities.ReportsAvailableComponents) && !componentsKnown(rec)) {
       this.#log.warn({ instanceUid: rec.uid, configHash: d.hashHex }, 'Sent remote config without checking components: the agent did not send the list it was asked for');
     }
     return true;
+  }
+
+  /**
+   * Whether the desired config should go to an agent that does not report it: not a known failure,
+   * nothing missing, and not already sent to it. Over WebSocket a config goes once per connection
+   * (a connection delivers what it is sent; a slow apply is no reason to send it again). Over HTTP,
+   * where an answer can be lost, again after offerRetryMs. A restarted agent gets it at once (its
+   * offers are forgotten when its sequence starts again).
+   */
+  #offerDue(rec: AgentRecord, d: RenderedConfig, conn: AgentConnection, now: number): boolean {
+    if (rec.failedHash === d.hashHex) return false;
+    // A config naming component types the agent lacks would only fail (or stop its collector).
+    if (rec.missingComponents.length > 0) return false;
+    if (this.#awaitingComponents(rec, now)) return false;
+    const connectionId = conn.send ? conn.id : null;
+    const o = rec.offered;
+    if (!o || o.hash !== d.hashHex || o.connectionId !== connectionId) return true;
+    return connectionId === null && now - o.at >= this.#opts.offerRetryMs;
   }
 
   /**
@@ -866,36 +1005,51 @@ export class Fleet {
   }
 
   /**
-   * ConnectionSettingsOffers: the OpAMP connection (heartbeat interval, and the Authorization the
-   * agent should use) to agents that accept it, and own-telemetry destinations to agents that
-   * report that signal. Every offer is complete (endpoint, headers, a non-zero heartbeat): a
-   * partial one resets fields in Go clients and the Supervisor. Sent again only when its hash
-   * changes, or when the agent may have forgotten it (a new connection or a full-state request).
+   * ConnectionSettingsOffers, only when they change what the agent has: the `opamp` part (the
+   * connection: endpoint, the Authorization it should use, heartbeat interval, CA) to agents that
+   * accept it when a newer credential is current or the heartbeat interval is not the OpAMP default
+   * (30 s) it already runs with; own-telemetry destinations to agents that report that signal.
+   * opamp-go-based agents (and the Supervisor) restart their OpAMP client on every `opamp` offer, so
+   * one that changes nothing costs a reconnect and a second round of everything.
+   *
+   * Once offered, an offer is made again only when its content changes (credentials, telemetry or
+   * heartbeat: the settings epoch), when the agent reports another settings hash, or when it restarted
+   * and lost its state; and not again within offerRetryMs of the last (an agent that restarts its
+   * client on every offer would otherwise loop). Every `opamp` part is complete (endpoint, headers,
+   * a non-zero heartbeat): a partial one resets fields in Go clients and the Supervisor.
    */
   #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean, now = this.#opts.now()): void {
-    // Hot path (every heartbeat): nothing can have changed for an agent offered the current
-    // settings on this very connection, unless it may have forgotten them.
+    // Hot path (every heartbeat): nothing can have changed for an agent already judged under the
+    // current settings epoch, unless it may have forgotten them or reports another hash.
     const last = rec.offeredSettings;
-    // An HTTP agent has no lasting connection: each poll is a new one, and its offers are kept under null.
-    const connectionId = conn.send ? conn.id : null;
-    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && last.connectionId === connectionId) return;
-    // Likewise for an agent that was found to need no offer at all on this connection.
+    const reported = rec.connectionSettingsStatus?.hash ?? null;
+    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && (reported === null || reported === last.hash)) return;
     const none = rec.noSettingsOffer;
-    if (!agentMayHaveForgotten && none && none.epoch === this.#settingsEpoch && none.connectionId === connectionId && none.capabilities === rec.capabilities) return;
-    const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
+    if (!agentMayHaveForgotten && !last && none && none.epoch === this.#settingsEpoch && none.capabilities === rec.capabilities) return;
+
+    // The settings as they should be: an `opamp` part for agents that accept one, and a destination
+    // for each own signal the agent reports. The hash names all of them, sent or not.
     const parts: unknown[] = [];
+    const offers: NonNullable<ServerToAgentProps['connectionSettings']> = {};
+    let opamp: { part: NonNullable<ServerToAgentProps['connectionSettings']>['opamp']; hash: string; changesCredential: boolean } | null = null;
     if (hasBit(rec.capabilities, AgentCapabilities.AcceptsOpAMPConnectionSettings)) {
       // The agent keeps the credential it presented, unless a newer one is current (rotation).
-      const authorization = this.#credentials?.replacementFor(conn.authorization) ?? conn.authorization;
+      const replacement = this.#credentials?.replacementFor(conn.authorization);
+      const authorization = replacement ?? conn.authorization;
       const headers = authorization ? [{ key: 'Authorization', value: authorization }] : [];
       const ca = this.#serverCa();
-      offers.opamp = {
-        destinationEndpoint: conn.endpoint,
-        headers: { headers },
-        heartbeatIntervalSeconds: this.#opts.heartbeatIntervalSeconds,
-        ...(ca ? { certificate: { caCert: Buffer.from(ca, 'utf8') } } : {}),
+      const key = ['opamp', conn.endpoint, headers, this.#opts.heartbeatIntervalSeconds, ca ?? null];
+      parts.push(key);
+      opamp = {
+        part: {
+          destinationEndpoint: conn.endpoint,
+          headers: { headers },
+          heartbeatIntervalSeconds: this.#opts.heartbeatIntervalSeconds,
+          ...(ca ? { certificate: { caCert: Buffer.from(ca, 'utf8') } } : {}),
+        },
+        hash: createHash('sha256').update(JSON.stringify(key)).digest('hex'),
+        changesCredential: replacement !== undefined,
       };
-      parts.push(['opamp', conn.endpoint, headers, this.#opts.heartbeatIntervalSeconds, ca ?? null]);
     }
     const own = this.#ownTelemetry(conn);
     for (const [signal, bit, field] of OWN_SIGNALS) {
@@ -905,21 +1059,76 @@ export class Fleet {
       offers[field] = { destinationEndpoint: d.endpoint, headers: { headers } };
       parts.push([signal, d.endpoint, headers]);
     }
-    if (parts.length === 0) {
-      rec.noSettingsOffer = { epoch: this.#settingsEpoch, connectionId, capabilities: rec.capabilities };
-      return;
-    }
+    const telemetry = Object.keys(offers).length > 0;
     const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
     const hashHex = hash.toString('hex');
-    if (last?.hash === hashHex) {
-      // The same offer again only to an agent that may have forgotten it (a new connection or a
-      // full-state request), and not right after the last one: the Supervisor restarts its OpAMP
-      // client on every offer it accepts (supervisor.go onOpampConnectionSettings; opamp-go does not
-      // compare hashes), so re-offering on the reconnect that an offer caused would loop forever.
-      if (!agentMayHaveForgotten || now - last.at < this.#opts.offerRetryMs) return;
+
+    // What the agent reports running is the surest word (after a bridge restart too; FAILED included:
+    // an offer the agent failed is not made again automatically); else what it was offered last,
+    // unless it lost it.
+    if (reported === hashHex || (last?.hash === hashHex && reported === null && !agentMayHaveForgotten)) {
+      rec.offeredSettings = { hash: hashHex, opamp: opamp?.hash ?? null, at: last?.at ?? 0, epoch: this.#settingsEpoch };
+      return;
     }
+    const disagrees = reported !== null;
+    // The `opamp` part goes when it changes what the agent runs: the part offered last, or, never
+    // offered, what it connected with and the OpAMP default heartbeat.
+    let opampHash = last?.opamp ?? null;
+    if (opamp) {
+      const changes = opampHash !== null ? opampHash !== opamp.hash : opamp.changesCredential || this.#opts.heartbeatIntervalSeconds !== OPAMP_DEFAULT_HEARTBEAT_SECONDS;
+      if (changes || ((agentMayHaveForgotten || disagrees) && opampHash !== null)) {
+        offers.opamp = opamp.part;
+        opampHash = opamp.hash;
+      }
+    }
+    if (!offers.opamp && !telemetry) {
+      if (!last) rec.noSettingsOffer = { epoch: this.#settingsEpoch, capabilities: rec.capabilities };
+      else rec.offeredSettings = { ...last, epoch: this.#settingsEpoch };
+      return;
+    }
+    // Never the same offer twice within offerRetryMs: an agent that restarts its client on each
+    // offer (supervisor.go onOpampConnectionSettings; opamp-go does not compare hashes) would loop.
+    if (last?.hash === hashHex && now - last.at < this.#opts.offerRetryMs) return;
     msg.connectionSettings = { hash, ...offers };
-    rec.offeredSettings = { hash: hashHex, connectionId, at: now, epoch: this.#settingsEpoch };
+    rec.offeredSettings = { hash: hashHex, opamp: opampHash, at: now, epoch: this.#settingsEpoch };
+  }
+
+  /** Whether a remote config sent to the agent has not yet been answered (held for at most offerRetryMs). */
+  #configInFlight(rec: AgentRecord, now: number): boolean {
+    const o = rec.offered;
+    const d = rec.desired;
+    return !!o && !!d && o.hash === d.hashHex && rec.reported.hash !== d.hashHex && now - o.at < this.#opts.offerRetryMs;
+  }
+
+  /** A restarted agent that reports no remote config at all has lost what it was offered before. */
+  #lostState(rec: AgentRecord): boolean {
+    return rec.reported.hash === null && rec.reported.status === 'UNSET';
+  }
+
+  /**
+   * Custom messages are refused explicitly, never silently: this server serves no custom
+   * capability, so a custom message is answered with the server's custom capabilities (none: OpAMP
+   * §CustomCapabilities), counted and logged once per connection. An agent that announces custom
+   * capabilities is told the same.
+   */
+  #refuseCustomMessages(rec: AgentRecord, conn: AgentConnection, msg: AgentToServer, response: ServerToAgentProps, now: number): void {
+    if (msg.customMessage != null) {
+      const capability = msg.customMessage.capability ?? '';
+      const message = `custom message of capability "${capability}" (type "${msg.customMessage.type ?? ''}") ignored: this server serves no custom capabilities`;
+      response.customCapabilities = { capabilities: [] };
+      this.#refused(rec, conn, 'custom_message', message, now);
+    } else if (msg.customCapabilities != null && (msg.customCapabilities.capabilities ?? []).length > 0) {
+      response.customCapabilities = { capabilities: [] };
+    }
+  }
+
+  #refused(rec: AgentRecord, conn: AgentConnection, kind: UnsupportedRequest, message: string, now: number): void {
+    this.#metrics.unsupportedRequests.inc({ kind });
+    const r = rec.refused[kind];
+    const connectionId = conn.send ? conn.id : null;
+    const logIt = !r || r.connectionId !== connectionId || now - r.at > this.#opts.offerRetryMs;
+    rec.refused[kind] = { count: (r?.count ?? 0) + 1, at: logIt ? now : r!.at, message, connectionId };
+    if (logIt) this.#log.warn({ instanceUid: rec.uid, kind, transport: conn.transport }, `Refused an agent request: ${message}`);
   }
 
   #attach(connId: number, uid: string): void {
@@ -934,6 +1143,7 @@ export class Fleet {
 
   #disconnect(rec: AgentRecord, now: number): void {
     if (rec.connection) this.#detach(rec.connection.id, rec.uid);
+    if (rec.connected) rec.disconnectedAt = now;
     rec.connected = false;
     rec.connection = null;
     rec.lastSeen = Math.max(rec.lastSeen, now);
@@ -1023,4 +1233,9 @@ function availableComponentsView(a: NonNullable<AgentToServer['availableComponen
     hash: a.hash ? Buffer.from(a.hash).toString('hex') : '',
     components: componentsView(a.components as Record<string, ComponentDetails> | null | undefined),
   };
+}
+
+/** How often to sweep the registry: twice per heartbeat interval, at most every 5 s, at least every 250 ms. */
+export function sweepEvery(heartbeatIntervalSeconds: number): number {
+  return Math.min(5000, Math.max(250, heartbeatIntervalSeconds * 500));
 }

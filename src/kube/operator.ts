@@ -15,7 +15,7 @@ import { buildCollectorStatus, aggregateCollectorStatus, emptyStatus, mergedConf
 import { CollectorCompiler, type CompiledCollector, type CollectorObject } from '../controller/collector-compiler.js';
 import { ConditionType, Reason, setCondition } from '../controller/conditions.js';
 import { WorkQueue } from '../controller/workqueue.js';
-import { Fleet, configState, type OwnTelemetry } from '../fleet/fleet.js';
+import { Fleet, configState, sweepEvery, type OwnTelemetry } from '../fleet/fleet.js';
 import { OpampServer } from '../opamp/server.js';
 import { BearerTokens } from '../opamp/bearer-auth.js';
 import type { AgentConnection, AuthResult } from '../opamp/connection.js';
@@ -576,7 +576,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   serversStarted = true;
   for (const i of informers) i.start();
   elector?.start();
-  const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? 5000);
+  const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? sweepEvery(opts.heartbeatIntervalSeconds ?? spec.heartbeatIntervalSeconds));
   sweeper.unref();
   // Periodic full reconcile, in case an event was missed (controller-runtime's resync).
   const resync = setInterval(() => {

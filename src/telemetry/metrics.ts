@@ -35,6 +35,22 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['transport', 'code'] as const,
       registers: [registry],
     }),
+    unsupportedRequests: new Counter({
+      name: 'fleetbridge_opamp_unsupported_requests_total',
+      help: 'Agent requests this server does not serve, refused explicitly, by kind: connection_settings_request (a client certificate asked for), custom_message',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    agentsRecentlyDisconnected: new Gauge({
+      name: 'fleetbridge_agents_recently_disconnected',
+      help: 'Agents that disconnected within the grace (two heartbeat intervals) and are no longer counted as connected, matched or applied',
+      registers: [registry],
+    }),
+    configRepushes: new Counter({
+      name: 'fleetbridge_config_repushes_total',
+      help: 'Remote configs pushed once more because the agent reported them APPLIED but its effective config lacked them',
+      registers: [registry],
+    }),
     configPushes: new Counter({
       name: 'fleetbridge_config_pushes_total',
       help: 'Remote configs sent to agents',
@@ -66,7 +82,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     configStatus: new Gauge({
       name: 'fleetbridge_agents_config_status',
-      help: 'Known agents by remote config state relative to their desired config (applied, applying, failed, none)',
+      help: 'Connected agents by remote config state relative to their desired config (applied, applying, failed, readonly, none)',
       labelNames: ['state'] as const,
       registers: [registry],
     }),

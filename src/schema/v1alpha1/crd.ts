@@ -110,10 +110,11 @@ export function buildCrds(): { fileName: string; crd: Json }[] {
         description: 'A collector config for the agents (pods) that match a label selector, pushed over OpAMP by Fleetbridge.',
         columns: [
           ready('Collector'),
-          { name: 'Matched', type: 'integer', jsonPath: '.status.matched' },
+          { name: 'Matched', type: 'integer', jsonPath: '.status.matched', description: 'Connected agents the selector matches' },
           { name: 'Applied', type: 'integer', jsonPath: '.status.applied' },
           { name: 'Failed', type: 'integer', jsonPath: '.status.failed' },
           { name: 'Healthy', type: 'integer', jsonPath: '.status.healthy' },
+          { name: 'Disconnected', type: 'integer', jsonPath: '.status.disconnected', priority: 1, description: 'Matched agents that disconnected within two heartbeat intervals' },
           { name: 'Hash', type: 'string', jsonPath: '.status.configHash', priority: 1 },
           { name: 'Version', type: 'string', jsonPath: '.status.agentVersions[0].version', priority: 1, description: 'The most common agent version' },
         ],

@@ -1,59 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Fleet } from '../../../src/fleet/fleet.js';
+import { AgentCapabilities as C, SERVER_CAPABILITIES, type ServerToAgentProps } from '../../../src/opamp/messages.js';
 import type { AgentConnection } from '../../../src/opamp/connection.js';
-import { AgentCapabilities as C, SERVER_CAPABILITIES, pb, type ServerToAgentProps } from '../../../src/opamp/messages.js';
-import { DesiredState, type CollectorInput } from '../../../src/render/index.js';
+import { DesiredState } from '../../../src/render/index.js';
 import { createMetrics } from '../../../src/telemetry/metrics.js';
 import { uidToString } from '../../../src/opamp/uid.js';
-
-const CAPS = C.ReportsStatus | C.AcceptsRemoteConfig | C.ReportsRemoteConfig | C.ReportsEffectiveConfig | C.ReportsHealth;
-const RCS = { UNSET: 0, APPLIED: 1, APPLYING: 2, FAILED: 3 };
-
-function collector(name: string, matchLabels: Record<string, string>, config: Record<string, unknown>): CollectorInput {
-  return { namespace: 'default', name, generation: 1, revision: JSON.stringify([name, matchLabels, config]), priority: 0, selector: { matchLabels }, config };
-}
-
-function setup(opts: { now?: () => number; offerRetryMs?: number } = {}) {
-  const fleet = new Fleet({ logger: pino({ level: 'silent' }), metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 7, ...opts });
-  fleet.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { exporters: { debug: {} } })]));
-  return fleet;
-}
-
-let nextConn = 1;
-function wsConn(): AgentConnection & { sent: ServerToAgentProps[]; closed: [number, string][] } {
-  const c = {
-    id: nextConn++,
-    transport: 'websocket' as const,
-    endpoint: 'ws://127.0.0.1:4320/v1/opamp',
-    sent: [] as ServerToAgentProps[],
-    closed: [] as [number, string][],
-    // A fan-out sends the shared part pre-encoded (`tail`): the test sees the whole message, as an agent would.
-    send(m: ServerToAgentProps, tail?: Uint8Array) { c.sent.push(tail ? { ...m, remoteConfig: pb.ServerToAgent.decode(tail).remoteConfig } : m); },
-    close(code: number, reason: string) { c.closed.push([code, reason]); },
-  };
-  return c;
-}
-function httpConn(): AgentConnection {
-  return { id: nextConn++, transport: 'http', endpoint: 'http://127.0.0.1:4320/v1/opamp' };
-}
-
-function uid(n: number): Uint8Array {
-  const b = new Uint8Array(16);
-  b[15] = n;
-  b[0] = 0x01;
-  return b;
-}
-
-/** Encodes and decodes like the transports do, so the fleet sees what protobufjs really produces. */
-function msg(p: Record<string, unknown>) {
-  return pb.AgentToServer.decode(pb.AgentToServer.encode(p).finish());
-}
-const desc = (labels: Record<string, string>) => ({
-  identifyingAttributes: [{ key: 'service.name', value: { stringValue: 'otelcol' } }],
-  nonIdentifyingAttributes: Object.entries(labels).map(([key, v]) => ({ key, value: { stringValue: v } })),
-});
-const hashOf = (r: ServerToAgentProps) => Buffer.from(r.remoteConfig!.configHash!).toString('hex');
+import { CAPS, RCS, collector, desc, hashOf, httpConn, msg, setup, uid, wsConn } from './fixtures.js';
 
 describe('Fleet#handleMessage', () => {
   it('answers a fresh agent with server capabilities and its config, without asking for full state', () => {
@@ -127,15 +80,23 @@ describe('Fleet#handleMessage', () => {
     expect(f.view(f.get(uidToString(uid(5)))!).remoteConfig.inSync).toBe(true);
   });
 
-  it('does not re-send the same offer on one connection before offerRetryMs', () => {
+  it('sends a config once per WebSocket connection, and again over HTTP only after offerRetryMs', () => {
     let now = 1_000_000;
     const f = setup({ now: () => now, offerRetryMs: 60_000 });
     const conn = wsConn();
     expect(f.handleMessage(conn, msg({ instanceUid: uid(6), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} })).remoteConfig).toBeDefined();
     now += 1000;
     expect(f.handleMessage(conn, msg({ instanceUid: uid(6), sequenceNum: 1, capabilities: CAPS })).remoteConfig).toBeUndefined();
+    // A slow apply on a connection that delivered it is no reason to send it twice.
     now += 60_000;
-    expect(f.handleMessage(conn, msg({ instanceUid: uid(6), sequenceNum: 2, capabilities: CAPS })).remoteConfig).toBeDefined();
+    expect(f.handleMessage(conn, msg({ instanceUid: uid(6), sequenceNum: 2, capabilities: CAPS })).remoteConfig).toBeUndefined();
+    // An answer over HTTP can be lost: sent again after offerRetryMs, not before.
+    const h = httpConn();
+    expect(f.handleMessage(h, msg({ instanceUid: uid(7), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} })).remoteConfig).toBeDefined();
+    now += 1000;
+    expect(f.handleMessage(httpConn(), msg({ instanceUid: uid(7), sequenceNum: 1, capabilities: CAPS })).remoteConfig).toBeUndefined();
+    now += 60_000;
+    expect(f.handleMessage(httpConn(), msg({ instanceUid: uid(7), sequenceNum: 2, capabilities: CAPS })).remoteConfig).toBeDefined();
   });
 
   it('never re-pushes a hash the agent reported FAILED, even after a rollback report, until desired changes', () => {
@@ -368,6 +329,8 @@ describe('Fleet#handleMessage with arbitrary messages (property)', () => {
         health: fc.record({ healthy: fc.boolean(), status: fc.string({ maxLength: 8 }), lastError: fc.string({ maxLength: 8 }) }),
         remoteConfigStatus: fc.record({ lastRemoteConfigHash: fc.uint8Array({ maxLength: 32 }), status: fc.nat(5), errorMessage: fc.string({ maxLength: 8 }) }),
         agentDisconnect: fc.constant({}),
+        connectionSettingsRequest: fc.constant({ opamp: { certificateRequest: { csr: Buffer.from('-----BEGIN CERTIFICATE REQUEST-----') } } }),
+        customMessage: fc.record({ capability: fc.string({ maxLength: 8 }), type: fc.string({ maxLength: 4 }), data: fc.uint8Array({ maxLength: 4 }) }),
         effectiveConfig: fc.record({ configMap: fc.record({ configMap: fc.dictionary(fc.string({ maxLength: 4 }), fc.record({ body: fc.uint8Array({ maxLength: 16 }), contentType: fc.string({ maxLength: 4 }) }), { maxKeys: 2 }) }) }),
       },
       { requiredKeys: ['instanceUid'] },
