@@ -4,8 +4,8 @@
  * filled in, the Supervisor adds sections it owns, and secrets come back as "[REDACTED]". So the
  * desired config is checked as a *subset* of the effective one, structurally.
  */
-import { parse } from 'yaml';
 import { isPlainObject } from '../render/merge.js';
+import { parseConfigYaml } from '../render/yaml.js';
 
 const REDACTED = '[REDACTED]';
 /** Paths the OpAMP Supervisor owns or rewrites; never drift. */
@@ -63,25 +63,35 @@ function walk(want: unknown, have: unknown, path: string, out: string[]): void {
   if (!same(want, have)) out.push(`${path}: expected ${short(want)}, found ${short(have)}`);
 }
 
+const SCALAR_TYPES = new Set(['number', 'bigint', 'boolean', 'string']);
+
 function same(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  // The collector re-serialises scalars: 8192 vs "8192", true vs "true".
-  if ((typeof a === 'number' || typeof a === 'boolean' || typeof a === 'string') && (typeof b === 'number' || typeof b === 'boolean' || typeof b === 'string')) {
-    return String(a) === String(b);
+  if (a instanceof Date || b instanceof Date) {
+    // Timestamps (see render/yaml.ts): the same instant, however the zone is written.
+    const t = (v: unknown) => (v instanceof Date ? v.getTime() : typeof v === 'string' ? Date.parse(v) : NaN);
+    return t(a) === t(b) && !Number.isNaN(t(a));
   }
+  if (typeof a === 'number' && typeof b === 'number' && Number.isNaN(a) && Number.isNaN(b)) return true;
+  // The collector re-serialises scalars: 8192 vs "8192", true vs "true".
+  if (SCALAR_TYPES.has(typeof a) && SCALAR_TYPES.has(typeof b)) return String(a) === String(b);
   if (isPlainObject(a) || Array.isArray(a)) return configDifferences(a, b).length === 0;
   return false;
 }
 
 function short(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
+  const s = JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? String(x) : x)) ?? String(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-/** Parses a YAML config body; null when it does not parse (then drift is not judged). */
+/**
+ * Parses a YAML config body as the collector reads it (merge keys, Go's scalar readings: see
+ * render/yaml.ts), so that the config we push and the effective config an agent reports are read
+ * alike; null when it does not parse (then drift is not judged).
+ */
 export function parseConfigBody(body: string): unknown | null {
   try {
-    return parse(body, { maxAliasCount: 100 }) ?? {};
+    return parseConfigYaml(body) ?? {};
   } catch {
     return null;
   }

@@ -8,3 +8,4 @@ export * from './hash.js';
 export * from './validate.js';
 export * from './render.js';
 export * from './desired.js';
+export * from './yaml.js';

@@ -4,8 +4,9 @@
  */
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
+/** A mapping: not null, a list, or a timestamp (a YAML timestamp is read as a Date, see ./yaml.ts). */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
 export function deepMerge(base: unknown, over: unknown): unknown {

@@ -1,10 +1,11 @@
-import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from 'yaml';
+import { YAMLParseError } from 'yaml';
 import { createHash } from 'node:crypto';
 import type { AgentPackage, CollectorSpec, LabelSelector } from '../schema/v1alpha1/index.js';
 import { configMapHash } from './hash.js';
 import { deepMerge, isPlainObject } from './merge.js';
 import { secretReferences, substituteSecrets, type SecretSource } from './secrets.js';
 import { checkCollectorConfig, validateCollectorConfig } from './validate.js';
+import { literalMergeKeyPaths, parseConfigYaml, stringifyConfigYaml } from './yaml.js';
 
 export const CONFIG_CONTENT_TYPE = 'text/yaml';
 
@@ -34,7 +35,9 @@ export interface CollectorInput {
  * (selector, priority, parsed config, Secret names, packages). The same in both modes.
  */
 export function collectorRevision(spec: Pick<CollectorSpec, 'selector' | 'priority' | 'packages'>, config: Record<string, unknown>, secretNames: readonly string[]): string {
-  return createHash('sha256').update(JSON.stringify([spec.selector, spec.priority, config, secretNames, spec.packages ?? []])).digest('hex').slice(0, 16);
+  // Integers beyond 2^53 are BigInts (see ./yaml.ts): JSON has no such type.
+  const json = JSON.stringify([spec.selector, spec.priority, config, secretNames, spec.packages ?? []], (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  return createHash('sha256').update(json).digest('hex').slice(0, 16);
 }
 
 export type ParseResult =
@@ -50,9 +53,10 @@ export function parseCollectorConfig(config: string | Record<string, unknown>, s
   let value: unknown = config;
   if (typeof config === 'string') {
     try {
-      value = parseYaml(config, { prettyErrors: true, uniqueKeys: true, maxAliasCount: 100 });
+      // Read as the collector reads it: merge keys, Go's booleans, integers and timestamps.
+      value = parseConfigYaml(config);
     } catch (err) {
-      const msg = err instanceof YAMLParseError ? err.message.split('\n')[0]! : String(err);
+      const msg = err instanceof YAMLParseError ? err.message.split('\n')[0]! : err instanceof Error ? err.message : String(err);
       return { ok: false, issues: [`config is not valid YAML: ${msg}`] };
     }
   }
@@ -63,6 +67,12 @@ export function parseCollectorConfig(config: string | Record<string, unknown>, s
   if (isPlainObject(ext) && 'opamp' in ext) {
     delete ext['opamp'];
     warnings.push('extensions.opamp is owned by the OpAMP Supervisor and was left out of the pushed config');
+  }
+  // A literal "<<" key (quoted in the YAML) reaches a collector intact only without the OpAMP
+  // Supervisor: the Supervisor re-writes the config with yaml.v3, which prints it unquoted, and
+  // the collector then reads it as a merge key.
+  for (const p of literalMergeKeyPaths(cfg)) {
+    warnings.push(`${p}: a literal "<<" key; the OpAMP Supervisor re-writes it as a YAML merge key, so agents behind a Supervisor will not run it as written`);
   }
   const svc = cfg['service'];
   if (isPlainObject(svc) && Array.isArray(svc['extensions']) && svc['extensions'].includes('opamp')) {
@@ -123,7 +133,9 @@ export function renderMerged(ordered: readonly CollectorInput[], secrets?: Secre
   for (const c of ordered) merged = deepMerge(merged, c.config);
   const held = ordered.flatMap((c) => (c.invalid ?? []).map((issue) => ({ collector: `${c.namespace}/${c.name}`, issue })));
   const issues = held.length > 0 ? held.map((h) => heldIssue(h.collector, h.issue)) : validateCollectorConfig(merged);
-  const text = stringifyYaml(merged, { lineWidth: 0, aliasDuplicateObjects: false });
+  // Fully expanded (no anchors, aliases or merge keys), scalars quoted wherever the collector
+  // would read another type: the agent reads exactly the merged value, and the hash covers it.
+  const text = stringifyConfigYaml(merged);
   let body = Buffer.from(text, 'utf8');
   let hash = configMapHash({ '': { body, contentType: CONFIG_CONTENT_TYPE } });
   let secretValues: string[] = [];
@@ -133,7 +145,7 @@ export function renderMerged(ordered: readonly CollectorInput[], secrets?: Secre
     secretIssues = s.issues;
     issues.push(...s.issues);
     secretValues = s.values;
-    body = Buffer.from(stringifyYaml(s.config, { lineWidth: 0, aliasDuplicateObjects: false }), 'utf8');
+    body = Buffer.from(stringifyConfigYaml(s.config), 'utf8');
     hash = configMapHash({ '': { body: Buffer.from(text, 'utf8'), contentType: CONFIG_CONTENT_TYPE }, secrets: { body: Buffer.from(s.versions.join('\n'), 'utf8'), contentType: 'text/plain' } });
   }
   return {

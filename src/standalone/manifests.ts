@@ -317,7 +317,9 @@ export function parseManifestText(
   const collectors: LoadedCollector[] = [];
   const bridges: LoadedBridge[] = [];
   const secrets: LoadedSecret[] = [];
-  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+  // Merge keys ("<<: *anchor") are honoured, as kubectl does when it reads the same manifests; a
+  // Collector's spec.configYaml text is read separately, as the collector reads it (render/yaml.ts).
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
     const where = list.length > 1 ? `${source} (document ${i + 1})` : source;
