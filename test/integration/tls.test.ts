@@ -71,7 +71,9 @@ async function startBridge(
   owner = cleanups,
 ): Promise<Bridge> {
   const logger = pino({ level: 'silent' });
-  const fleet = new Fleet({ logger, metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 30 });
+  // Not the OpAMP default (30 s): the bridge offers connection settings only when they change
+  // something the agent runs, and these tests look at the endpoint it offers back.
+  const fleet = new Fleet({ logger, metrics: createMetrics({ defaultMetrics: false }), heartbeatIntervalSeconds: 20 });
   fleet.setDesiredState(new DesiredState(collectors));
   const server = new OpampServer({ handler: fleet, logger, tls, ...(authenticate ? { authenticate } : {}) });
   const { port } = await server.listen(0);
