@@ -1124,11 +1124,12 @@ export class Fleet {
 
   #refused(rec: AgentRecord, conn: AgentConnection, kind: UnsupportedRequest, message: string, now: number): void {
     this.#metrics.unsupportedRequests.inc({ kind });
+    this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_UNSUPPORTED_REQUEST' });
     const r = rec.refused[kind];
     const connectionId = conn.send ? conn.id : null;
     const logIt = !r || r.connectionId !== connectionId || now - r.at > this.#opts.offerRetryMs;
     rec.refused[kind] = { count: (r?.count ?? 0) + 1, at: logIt ? now : r!.at, message, connectionId };
-    if (logIt) this.#log.warn({ instanceUid: rec.uid, kind, transport: conn.transport }, `Refused an agent request: ${message}`);
+    if (logIt) this.#log.warn({ instanceUid: rec.uid, code: 'FB_OPAMP_UNSUPPORTED_REQUEST', kind, transport: conn.transport }, `Refused an agent request: ${message}`);
   }
 
   #attach(connId: number, uid: string): void {
