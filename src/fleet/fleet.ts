@@ -1236,7 +1236,7 @@ function availableComponentsView(a: NonNullable<AgentToServer['availableComponen
   };
 }
 
-/** How often to sweep the registry: twice per heartbeat interval, at most every 5 s, at least every 250 ms. */
+/** How often to sweep the registry: four times per heartbeat interval, at most every 5 s, at least every 250 ms. */
 export function sweepEvery(heartbeatIntervalSeconds: number): number {
-  return Math.min(5000, Math.max(250, heartbeatIntervalSeconds * 500));
+  return Math.min(5000, Math.max(250, heartbeatIntervalSeconds * 250));
 }

@@ -105,7 +105,7 @@ async function doBuild(): Promise<string | null> {
 }
 
 export interface GoAgentOptions {
-  /** ws://127.0.0.1:PORT/v1/opamp */
+  /** ws://127.0.0.1:PORT/v1/opamp (opamp-go's WebSocket client) or http://127.0.0.1:PORT/v1/opamp (its plain-HTTP client, which polls every heartbeat interval). */
   endpoint: string;
   /** Canonical UUID; default: the agent makes a UUIDv7 (read it from `agent.instanceUid`). */
   instanceUid?: string;
@@ -131,10 +131,35 @@ export interface GoAgentOptions {
   maxLifetime?: string;
   /** Log opamp-go debug messages to stderr. */
   verbose?: boolean;
+  /**
+   * Restart the opamp-go client on every OpAMP connection settings offer (stop: agent_disconnect;
+   * start: same instance uid, full state), as opamp-go's example agent does; also advertises
+   * ReportsConnectionSettingsStatus. Emits `restarting` events.
+   */
+  restartOnOffer?: boolean;
   /** The binary; default: `await buildGoAgent()`. */
   binary?: string;
   /** How long to wait for the "started" event. Default 10 s. */
   startTimeoutMs?: number;
+}
+
+function commonArgs(opts: Omit<GoAgentOptions, 'instanceUid' | 'binary' | 'startTimeoutMs'>): string[] {
+  const args = ['--endpoint', opts.endpoint];
+  for (const [k, v] of Object.entries(opts.idAttrs ?? {})) args.push('--id-attr', `${k}=${v}`);
+  for (const [k, v] of Object.entries(opts.attrs ?? {})) args.push('--attr', `${k}=${v}`);
+  for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('--header', `${k}=${v}`);
+  if (opts.acceptsRemoteConfig !== undefined) args.push(`--accepts-remote-config=${opts.acceptsRemoteConfig}`);
+  if (opts.reportsHeartbeat !== undefined) args.push(`--reports-heartbeat=${opts.reportsHeartbeat}`);
+  if (opts.acceptsConnectionSettings !== undefined) args.push(`--accepts-connection-settings=${opts.acceptsConnectionSettings}`);
+  if (opts.acceptsPackages !== undefined) args.push(`--accepts-packages=${opts.acceptsPackages}`);
+  if (opts.heartbeatSeconds !== undefined) args.push('--heartbeat-seconds', String(opts.heartbeatSeconds));
+  if (opts.caFile) args.push('--ca-file', opts.caFile);
+  if (opts.certFile) args.push('--cert-file', opts.certFile);
+  if (opts.keyFile) args.push('--key-file', opts.keyFile);
+  if (opts.maxLifetime) args.push('--max-lifetime', opts.maxLifetime);
+  if (opts.restartOnOffer) args.push('--restart-on-offer');
+  if (opts.verbose) args.push('--verbose');
+  return args;
 }
 
 export interface GoAgentEvent {
@@ -194,21 +219,8 @@ export async function startGoAgent(opts: GoAgentOptions): Promise<GoAgent> {
   const binary = opts.binary ?? (await buildGoAgent());
   if (!binary) throw new Error(goMissingReason() ?? 'the opamp-go test agent could not be built');
 
-  const args = ['--endpoint', opts.endpoint];
+  const args = commonArgs(opts);
   if (opts.instanceUid) args.push('--instance-uid', opts.instanceUid);
-  for (const [k, v] of Object.entries(opts.idAttrs ?? {})) args.push('--id-attr', `${k}=${v}`);
-  for (const [k, v] of Object.entries(opts.attrs ?? {})) args.push('--attr', `${k}=${v}`);
-  for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('--header', `${k}=${v}`);
-  if (opts.acceptsRemoteConfig !== undefined) args.push(`--accepts-remote-config=${opts.acceptsRemoteConfig}`);
-  if (opts.reportsHeartbeat !== undefined) args.push(`--reports-heartbeat=${opts.reportsHeartbeat}`);
-  if (opts.acceptsConnectionSettings !== undefined) args.push(`--accepts-connection-settings=${opts.acceptsConnectionSettings}`);
-  if (opts.acceptsPackages !== undefined) args.push(`--accepts-packages=${opts.acceptsPackages}`);
-  if (opts.heartbeatSeconds !== undefined) args.push('--heartbeat-seconds', String(opts.heartbeatSeconds));
-  if (opts.caFile) args.push('--ca-file', opts.caFile);
-  if (opts.certFile) args.push('--cert-file', opts.certFile);
-  if (opts.keyFile) args.push('--key-file', opts.keyFile);
-  if (opts.maxLifetime) args.push('--max-lifetime', opts.maxLifetime);
-  if (opts.verbose) args.push('--verbose');
 
   const child = spawnJsonLines<GoAgentEvent>(binary, args, { name: `opamp-go-agent ${opts.instanceUid ?? ''}`.trim() });
   let started: GoAgentEvent;
@@ -246,6 +258,99 @@ export async function startGoAgent(opts: GoAgentOptions): Promise<GoAgent> {
         (e) => e.event === 'config_status_sent' && e.status === status && (hash === undefined || e.hash === hash),
         wopts,
       ) as Promise<ConfigStatusEvent>;
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale mode: many agents in one process (test/agents/opamp-go-agent/scale.go)
+
+export interface GoAgentFleetOptions extends Omit<GoAgentOptions, 'instanceUid'> {
+  /** How many agents this process runs (each its own opamp-go client and UUIDv7). */
+  agents: number;
+  /** Non-identifying attribute carrying each agent's index; default `agent.index`. */
+  indexAttr?: string;
+  /** Index of this process's first agent (so several processes give distinct indices). Default 0. */
+  indexOffset?: number;
+  /** Also emit every per-agent event (with `agent: i`). Default false: summaries only. */
+  allEvents?: boolean;
+  /** At most one summary per this many ms; default 200. */
+  summaryMs?: number;
+}
+
+export interface FleetSummary extends GoAgentEvent {
+  event: 'summary';
+  seq: number;
+  agents: number;
+  /** Agents whose last connection event was OnConnect (no disconnect callback in opamp-go). */
+  connected: number;
+  connects: number;
+  connectFailed: number;
+  remoteConfigs: number;
+  offers: number;
+  fullStateRequests: number;
+  restarts: number;
+  errors: number;
+  uidChanges: number;
+  /** Agents by their last reported remote config status (NONE: never reported one). */
+  status: { APPLIED: number; APPLYING: number; FAILED: number; NONE: number };
+  /** Agents whose last status is APPLIED, by hash. */
+  appliedHashes: Record<string, number>;
+  failedHashes: Record<string, number>;
+}
+
+export type GoAgentFleetCommand =
+  | ({ agents?: number[] } & ({ cmd: 'mode'; remoteConfig: 'apply' | 'fail' | 'ignore'; error?: string; applyDelayMs?: number } | { cmd: 'restart' } | ({ cmd: 'health' } & HealthSpec)))
+  | { cmd: 'summary' };
+
+export interface GoAgentFleet extends JsonLinesChild<GoAgentEvent> {
+  /** instanceUids[i] is agent i's uid. */
+  readonly instanceUids: string[];
+  readonly indexOffset: number;
+  /** The last summary received (there is one right after start). */
+  summary(): FleetSummary;
+  /** Resolves with the first summary (from now, or `since`) that matches. */
+  waitForSummary(pred: (s: FleetSummary) => boolean, opts?: WaitForOptions): Promise<FleetSummary>;
+  command(cmd: GoAgentFleetCommand, opts?: { timeoutMs?: number }): Promise<GoAgentEvent>;
+}
+
+/** Starts one process running `opts.agents` opamp-go agents (scale mode); resolves once all clients are started. */
+export async function startGoAgentFleet(opts: GoAgentFleetOptions): Promise<GoAgentFleet> {
+  const binary = opts.binary ?? (await buildGoAgent());
+  if (!binary) throw new Error(goMissingReason() ?? 'the opamp-go test agent could not be built');
+  const args = [...commonArgs(opts), '--agents', String(opts.agents), '--index-offset', String(opts.indexOffset ?? 0)];
+  if (opts.indexAttr) args.push('--index-attr', opts.indexAttr);
+  if (opts.allEvents) args.push('--events', 'all');
+  if (opts.summaryMs) args.push('--summary-ms', String(opts.summaryMs));
+  const child = spawnJsonLines<GoAgentEvent>(binary, args, { name: `opamp-go-agent x${opts.agents}@${opts.indexOffset ?? 0}` });
+  let started: GoAgentEvent;
+  try {
+    started = await child.waitFor((e) => e.event === 'started' || e.event === 'start_failed', { timeoutMs: opts.startTimeoutMs ?? 20_000 });
+  } catch (err) {
+    await child.stop({ timeoutMs: 2000 });
+    throw err;
+  }
+  if (started.event !== 'started') {
+    await child.stop({ timeoutMs: 2000 });
+    throw new Error(`opamp-go agent fleet failed to start: ${String(started.error)}\n${child.describe()}`);
+  }
+  const isSummary = (e: GoAgentEvent): e is FleetSummary => e.event === 'summary';
+  return Object.assign(child, {
+    instanceUids: started.instanceUids as string[],
+    indexOffset: opts.indexOffset ?? 0,
+    summary(): FleetSummary {
+      for (let i = child.events.length - 1; i >= 0; i--) if (isSummary(child.events[i]!)) return child.events[i] as FleetSummary;
+      throw new Error('no summary yet');
+    },
+    waitForSummary(pred: (s: FleetSummary) => boolean, wopts?: WaitForOptions): Promise<FleetSummary> {
+      return child.waitFor((e) => isSummary(e) && pred(e), wopts) as Promise<FleetSummary>;
+    },
+    async command(cmd: GoAgentFleetCommand, copts: { timeoutMs?: number } = {}): Promise<GoAgentEvent> {
+      const since = child.events.length;
+      child.send(cmd);
+      const ack = await child.waitFor((e) => e.event === 'ack' && e.cmd === cmd.cmd, { since, timeoutMs: copts.timeoutMs ?? 30_000 });
+      if (ack.ok !== true) throw new Error(`opamp-go agent fleet rejected ${JSON.stringify(cmd)}: ${String(ack.error)}\n${child.describe()}`);
+      return ack;
     },
   });
 }

@@ -37,9 +37,11 @@ package main
 //	config_status_sent {status, hash, errorMessage}  after SetRemoteConfigStatus accepted it
 //	                                              (queued in opamp-go; it is sent right after)
 //	config_ignored {hash}                         mode ignore swallowed a remote config
-//	connection_settings {client, heartbeatIntervalSeconds, endpoint, authorization, authorizationChanged}
+//	connection_settings {client, heartbeatIntervalSeconds, endpoint, authorization, authorizationChanged, restarting}
 //	                                              OnOpampConnectionSettings; a changed Authorization
-//	                                              header makes the agent reconnect with it (new client)
+//	                                              header makes the agent reconnect with it (new client),
+//	                                              and with --restart-on-offer every offer does
+//	restarting {client, reason}                   the agent stops client N to start client N+1
 //	full_state_requested {client}                 the server set ReportFullState (inferred, see
 //	                                              getEffectiveConfig below)
 //	instance_uid_changed {client, instanceUid}    the server sent AgentIdentification
@@ -57,6 +59,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +71,7 @@ import (
 )
 
 type agentOptions struct {
-	endpoint                  string
+	endpoint                  string // ws(s):// → opamp-go's WebSocket client, http(s):// → its plain-HTTP (polling) client
 	uid                       uuid.UUID
 	idAttrs                   [][2]string
 	attrs                     [][2]string
@@ -79,6 +82,12 @@ type agentOptions struct {
 	acceptsPackages           bool
 	heartbeat                 *time.Duration
 	tlsConfig                 *tls.Config // nil: plain ws:// (opamp-go switches the scheme to wss when set)
+	// restartOnOffer mirrors opamp-go's example agent (internal/examples/agent/agent/agent.go,
+	// onOpampConnectionSettings → go tryChangeOpAMP): every OpAMP connection settings offer is
+	// accepted by stopping the client (agent_disconnect) and starting a new one with the same
+	// instance uid and the last remote config status, whose first message is a full state report.
+	// Like that example, the agent then also advertises ReportsConnectionSettingsStatus.
+	restartOnOffer bool
 }
 
 type pendingConfig struct {
@@ -90,7 +99,7 @@ type pendingConfig struct {
 
 type agent struct {
 	opts      agentOptions
-	out       *emitter
+	out       eventSink
 	packages  *memPackages
 	log       types.Logger
 	startedAt time.Time
@@ -112,7 +121,7 @@ type agent struct {
 	effectiveUpdaters int  // our own UpdateEffectiveConfig calls in progress
 }
 
-func newAgent(opts agentOptions, out *emitter, log types.Logger) *agent {
+func newAgent(opts agentOptions, out eventSink, log types.Logger) *agent {
 	now := time.Now()
 	a := &agent{
 		opts:           opts,
@@ -150,6 +159,9 @@ func (a *agent) capabilities() protobufs.AgentCapabilities {
 	}
 	if a.opts.acceptsConnectionSettings {
 		c |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings
+		if a.opts.restartOnOffer {
+			c |= protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus
+		}
 	}
 	if a.opts.acceptsPackages {
 		c |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages |
@@ -171,8 +183,16 @@ func (a *agent) current() client.OpAMPClient {
 	return a.client
 }
 
-// start creates and starts a new opamp-go WebSocket client (a new "generation") carrying
-// the agent's current state: description, health, last remote config status, instance uid.
+// isHTTPEndpoint tells whether the endpoint selects opamp-go's plain-HTTP client (http:// or
+// https://) rather than its WebSocket client (ws:// or wss://), as opamp-go's example agent does.
+func isHTTPEndpoint(endpoint string) bool {
+	e := strings.ToLower(endpoint)
+	return strings.HasPrefix(e, "http://") || strings.HasPrefix(e, "https://")
+}
+
+// start creates and starts a new opamp-go client (a new "generation") carrying the agent's
+// current state: description, health, last remote config status, instance uid. The transport
+// follows the endpoint's scheme.
 func (a *agent) start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -181,7 +201,12 @@ func (a *agent) start() error {
 	}
 	a.gen++
 	gen := a.gen
-	c := client.NewWebSocket(a.log)
+	var c client.OpAMPClient
+	if isHTTPEndpoint(a.opts.endpoint) {
+		c = client.NewHTTP(a.log)
+	} else {
+		c = client.NewWebSocket(a.log)
+	}
 
 	// Order matters: SetCapabilities validates that health is already set when ReportsHealth
 	// is requested (client/internal/clientcommon.go validateCapabilities), and Start requires
@@ -220,15 +245,23 @@ func (a *agent) start() error {
 		settings.Capabilities = caps
 	}
 	a.firstMessagePend = true
-	if err := c.Start(context.Background(), settings); err != nil {
+	a.client = c
+	// Start without holding a.mu: opamp-go's HTTP client builds the first message inside Start
+	// (PrepareFirstMessage calls GetEffectiveConfig, which takes a.mu).
+	a.mu.Unlock()
+	err := c.Start(context.Background(), settings)
+	a.mu.Lock()
+	if err != nil {
+		if a.client == c {
+			a.client = nil
+		}
 		return fmt.Errorf("Start: %w", err)
 	}
-	a.client = c
 	return nil
 }
 
-// stopCurrent stops the running client, if any (opamp-go puts agent_disconnect in the last
-// message, client/wsclient.go Stop), and waits up to timeout.
+// stopCurrent stops the running client, if any (opamp-go's WebSocket client puts
+// agent_disconnect in the last message, client/wsclient.go Stop), and waits up to timeout.
 func (a *agent) stopCurrent(timeout time.Duration) error {
 	a.mu.Lock()
 	c, gen := a.client, a.gen
@@ -281,6 +314,7 @@ func (a *agent) callbacks(gen int) types.Callbacks {
 			if changed {
 				a.opts.header.Set("Authorization", offered)
 			}
+			restart := changed || a.opts.restartOnOffer
 			a.mu.Unlock()
 			a.out.emit("connection_settings", map[string]any{
 				"client":                   gen,
@@ -288,17 +322,11 @@ func (a *agent) callbacks(gen int) types.Callbacks {
 				"endpoint":                 s.GetDestinationEndpoint(),
 				"authorization":            offered,
 				"authorizationChanged":     changed,
+				"restarting":               restart,
 			})
-			if changed {
+			if restart {
 				// Not from inside opamp-go's callback: Stop waits for the receiver that calls us.
-				go func() {
-					if err := a.stopCurrent(5 * time.Second); err != nil {
-						a.log.Errorf(context.Background(), "stop for new credentials: %v", err)
-					}
-					if err := a.start(); err != nil {
-						a.out.emit("error", map[string]any{"client": gen, "error": "restart with new credentials: " + err.Error()})
-					}
-				}()
+				go a.restartClient(gen, "connection settings offer")
 			}
 			return nil
 		},
@@ -306,6 +334,24 @@ func (a *agent) callbacks(gen int) types.Callbacks {
 			return a.getEffectiveConfig(gen), nil
 		},
 		DownloadHTTPClient: a.downloadClient,
+	}
+}
+
+// restartClient stops client generation gen (if it is still the current one) and starts a new
+// one, as opamp-go's example agent does on an offer (tryChangeOpAMP: disconnect, then connect).
+func (a *agent) restartClient(gen int, why string) {
+	a.mu.Lock()
+	current := a.gen == gen && a.client != nil
+	a.mu.Unlock()
+	if !current {
+		return
+	}
+	a.out.emit("restarting", map[string]any{"client": gen, "reason": why})
+	if err := a.stopCurrent(5 * time.Second); err != nil {
+		a.log.Errorf(context.Background(), "stop for %s: %v", why, err)
+	}
+	if err := a.start(); err != nil {
+		a.out.emit("error", map[string]any{"client": gen, "error": "restart after " + why + ": " + err.Error()})
 	}
 }
 

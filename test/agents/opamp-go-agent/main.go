@@ -1,7 +1,7 @@
 // Command opamp-go-agent is a test-only OpAMP agent for Fleetbridge's integration tests.
 //
-// It wraps the real opamp-go client library (WebSocket transport) and is driven by the
-// test harness over stdio:
+// It wraps the real opamp-go client library (WebSocket transport for ws:// and wss://
+// endpoints, plain HTTP for http:// and https://) and is driven by the test harness over stdio:
 //
 //   - stdin:  one JSON command per line, e.g. {"cmd":"health","healthy":false}
 //   - stdout: one JSON event per line, e.g. {"event":"connected","client":1}
@@ -10,6 +10,10 @@
 // The process exits by itself when stdin closes (so a crashed test run never leaves it
 // behind), on SIGINT/SIGTERM, and after --max-lifetime. See agent.go for the commands and
 // events; the harness lives in test/harness/go-agent.ts.
+//
+// With --restart-on-offer the agent restarts its client on every OpAMP connection settings offer,
+// like opamp-go's example agent. With --agents N it runs N agents in one process and reports
+// counts instead of per-agent events (scale.go).
 package main
 
 import (
@@ -61,7 +65,7 @@ func main() {
 
 func run() int {
 	var (
-		endpoint       = flag.String("endpoint", "", "OpAMP WebSocket URL, e.g. ws://127.0.0.1:4320/v1/opamp (required)")
+		endpoint       = flag.String("endpoint", "", "OpAMP URL, e.g. ws://127.0.0.1:4320/v1/opamp (WebSocket) or http://127.0.0.1:4320/v1/opamp (plain HTTP) (required)")
 		instanceUID    = flag.String("instance-uid", "", "instance uid as a canonical UUID (default: a new UUIDv7)")
 		acceptsRemote  = flag.Bool("accepts-remote-config", true, "advertise AcceptsRemoteConfig")
 		reportsHB      = flag.Bool("reports-heartbeat", true, "advertise ReportsHeartbeat")
@@ -73,6 +77,12 @@ func run() int {
 		caFile         = flag.String("ca-file", "", "PEM CA(s) that verify the server's certificate (wss://); default: the system roots")
 		certFile       = flag.String("cert-file", "", "PEM client certificate for mTLS (with --key-file)")
 		keyFile        = flag.String("key-file", "", "PEM key of --cert-file")
+		restartOnOffer = flag.Bool("restart-on-offer", false, "restart the client on every OpAMP connection settings offer, as opamp-go's example agent does (and advertise ReportsConnectionSettingsStatus)")
+		agents         = flag.Int("agents", 0, "scale mode: run this many agents (distinct uids) in this process and report counts (see scale.go)")
+		indexAttr      = flag.String("index-attr", "agent.index", "scale mode: the non-identifying attribute that carries each agent's index")
+		indexOffset    = flag.Int("index-offset", 0, "scale mode: index of the first agent")
+		events         = flag.String("events", "summary", "scale mode: summary (counts only) or all (also every per-agent event, with \"agent\": i)")
+		summaryMs      = flag.Int("summary-ms", 200, "scale mode: at most one summary event per this many milliseconds")
 		idAttrs, attrs kvList
 		headers        kvList
 	)
@@ -121,8 +131,17 @@ func run() int {
 		heartbeat = &d
 	}
 
+	if *agents > 0 && *instanceUID != "" {
+		fmt.Fprintln(os.Stderr, "opamp-go-agent: --instance-uid and --agents do not go together")
+		return 2
+	}
+	if *events != "summary" && *events != "all" {
+		fmt.Fprintln(os.Stderr, "opamp-go-agent: --events must be summary or all")
+		return 2
+	}
+
 	out := newEmitter(os.Stdout)
-	a := newAgent(agentOptions{
+	base := agentOptions{
 		endpoint:                  *endpoint,
 		uid:                       uid,
 		idAttrs:                   idAttrs.items,
@@ -134,8 +153,30 @@ func run() int {
 		acceptsPackages:           *acceptsPkgs,
 		heartbeat:                 heartbeat,
 		tlsConfig:                 tlsConfig,
-	}, out, logger)
+		restartOnOffer:            *restartOnOffer,
+	}
 
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go readLines(os.Stdin, lines, readErr)
+
+	if *agents > 0 {
+		if *summaryMs <= 0 {
+			*summaryMs = 200
+		}
+		return runScale(base, scaleOptions{
+			count:       *agents,
+			indexAttr:   *indexAttr,
+			indexOffset: *indexOffset,
+			verbose:     *events == "all",
+			summaryMs:   *summaryMs,
+			maxLifetime: *maxLifetime,
+		}, out, logger, lines, readErr, sigs)
+	}
+
+	a := newAgent(base, out, logger)
 	if err := a.start(); err != nil {
 		out.emit("start_failed", map[string]any{"error": err.Error()})
 		logger.Errorf(context.Background(), "start failed: %v", err)
@@ -149,13 +190,6 @@ func run() int {
 		a.shutdown(2 * time.Second)
 		os.Exit(3)
 	})
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-
-	lines := make(chan []byte)
-	readErr := make(chan error, 1)
-	go readLines(os.Stdin, lines, readErr)
 
 	for {
 		select {
@@ -177,6 +211,11 @@ func run() int {
 		}
 	}
 }
+
+// For scale.go.
+type osSignal = os.Signal
+
+var osExit = os.Exit
 
 // clientTLS builds the TLS config from the --ca-file, --cert-file and --key-file flags, or returns
 // nil when none is given (plain ws://, or wss:// verified against the system roots).

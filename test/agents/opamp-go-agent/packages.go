@@ -44,10 +44,10 @@ type memPackages struct {
 	allHash  []byte
 	packages map[string]*memPackage
 	statuses *protobufs.PackageStatuses
-	out      *emitter
+	out      eventSink
 }
 
-func newMemPackages(out *emitter) *memPackages {
+func newMemPackages(out eventSink) *memPackages {
 	return &memPackages{packages: map[string]*memPackage{}, out: out}
 }
 
@@ -202,7 +202,7 @@ func (a *agent) downloadClient(ctx context.Context, file *protobufs.Downloadable
 
 type reportingTransport struct {
 	base http.RoundTripper
-	out  *emitter
+	out  eventSink
 }
 
 func (t *reportingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
