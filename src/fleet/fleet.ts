@@ -245,6 +245,9 @@ export class Fleet {
         rec.offered = null;
         rec.packagesOffered = null;
         rec.componentsRequested = null;
+        // A new client's first message without a config status says it runs no remote config (the
+        // Python client starts with none): what the old one reported no longer stands.
+        if (seq === 0n && msg.remoteConfigStatus == null) rec.reported = { hash: null, status: 'UNSET', errorMessage: '' };
       }
       if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
     }

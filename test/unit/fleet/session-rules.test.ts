@@ -46,6 +46,16 @@ describe('restarted agents', () => {
     expect(again.remoteConfig).toBeDefined();
     expect(hashOf(again)).toBe(hashOf(first));
   });
+
+  it('sends the config again to an agent that ran it, restarted, and reports no status (the Python client starts with none)', () => {
+    const f = setup();
+    const first = f.handleMessage(httpConn(), msg({ instanceUid: uid(13), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }) }));
+    f.handleMessage(httpConn(), msg({ instanceUid: uid(13), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: first.remoteConfig!.configHash, status: RCS.APPLIED } }));
+    expect(f.view(f.get(uidToString(uid(13)))!).remoteConfig.inSync).toBe(true);
+    const again = f.handleMessage(httpConn(), msg({ instanceUid: uid(13), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }) }));
+    expect(again.remoteConfig).toBeDefined();
+    expect(f.view(f.get(uidToString(uid(13)))!).remoteConfig.inSync).toBe(false);
+  });
 });
 
 describe('counts are of connected agents', () => {
