@@ -200,6 +200,12 @@ export type PythonAgentEvent =
   | { event: 'config_status_queued' | 'config_status_sent'; hash: string; status: 'APPLIED' | 'FAILED'; errorMessage: string }
   | { event: 'config_status_unchanged'; hash: string; status: 'APPLIED' | 'FAILED' }
   | { event: 'error'; source: 'server' | 'agent' | 'command'; message: string; type?: string }
+  /**
+   * A ServerToAgent that carried the ReportFullState flag and/or ConnectionSettingsOffers (seen by
+   * the agent's response hook: the library acts on ReportFullState itself and never passes offers
+   * to its callbacks).
+   */
+  | { event: 'server_message'; reportFullState: boolean; connectionSettings: boolean; heartbeatIntervalSeconds: number | null; remoteConfig: boolean }
   | { event: 'ack'; cmd: string; [k: string]: unknown }
   | { event: 'stopped'; reason: string; stopMs: number };
 

@@ -142,6 +142,34 @@ class HttpObserver:
         }
         with self._lock:
             self.last = info
+        self._report_notable(response)
+
+    @staticmethod
+    def _report_notable(response: requests.Response) -> None:
+        """Emit `server_message` for a ServerToAgent that asks for full state or offers connection
+        settings. The library itself acts on ReportFullState only (it queues a full state report) and
+        never hands connection settings to its callbacks, so this is the only place they are seen."""
+        if response.status_code != 200 or not response.content:
+            return
+        try:
+            msg = opamp_pb2.ServerToAgent.FromString(response.content)
+        except Exception:  # noqa: BLE001 - not ours to judge; the library reports bad responses
+            return
+        full_state = bool(msg.flags & opamp_pb2.ServerToAgentFlags_ReportFullState)
+        offers = msg.HasField("connection_settings")
+        if not (full_state or offers):
+            return
+        emit(
+            "server_message",
+            reportFullState=full_state,
+            connectionSettings=offers,
+            heartbeatIntervalSeconds=(
+                msg.connection_settings.opamp.heartbeat_interval_seconds
+                if offers and msg.connection_settings.HasField("opamp")
+                else None
+            ),
+            remoteConfig=msg.HasField("remote_config"),
+        )
 
     def get(self) -> dict[str, Any] | None:
         with self._lock:
