@@ -155,7 +155,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     }, WAIT);
     // The printer columns, as `kubectl get collectors` shows them.
     const table = (await (await fetch(`${cp.server}/apis/${G}/${V}/namespaces/${ns}/collectors`, { headers: { Accept: 'application/json;as=Table;g=meta.k8s.io;v=v1', Authorization: `Bearer ${cp.token}` }, dispatcher: cp.dispatcher } as RequestInit)).json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
-    expect(table.columnDefinitions.map((c) => c.name)).toEqual(['Name', 'Ready', 'Matched', 'Applied', 'Failed', 'Healthy', 'Hash', 'Version', 'Age']);
+    expect(table.columnDefinitions.map((c) => c.name)).toEqual(['Name', 'Ready', 'Matched', 'Applied', 'Failed', 'Healthy', 'Disconnected', 'Hash', 'Version', 'Age']);
     expect(table.rows.find((r) => r.cells[0] === 'web')!.cells.slice(1, 5)).toEqual(['True', 1, 1, 0]);
     // The operator's own health and metrics.
     expect((await fetch(`${op.apiUrl}/readyz`)).status).toBe(200);
