@@ -22,6 +22,7 @@ import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { packagesSummary, servePolicy } from './packages/desired.js';
 import { packageFilesRoute } from './packages/files.js';
+import { keepingAlive, listenOrExplain } from './listen.js';
 
 export interface StandaloneOptions {
   manifestsDir: string;
@@ -239,12 +240,15 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
 
   let ready = false;
   const host = opts.host ?? '0.0.0.0';
-  const oa = await opamp.listen(opts.opampPort ?? bridgeSpec.endpoint.port, host);
+  const opampPort = opts.opampPort ?? bridgeSpec.endpoint.port;
+  const opampSetting = opts.opampPort !== undefined || !initial.bridge ? '--opamp-port' : `--opamp-port or spec.endpoint.port of the OpAMPBridge in ${initial.bridge.source}`;
+  const oa = await listenOrExplain(() => opamp.listen(opampPort, host), { name: 'OpAMP', host, port: opampPort, change: opampSetting });
   let aa;
   try {
-    aa = await admin.listen(opts.httpPort ?? 8080, host);
+    const httpPort = opts.httpPort ?? 8080;
+    aa = await listenOrExplain(() => admin.listen(httpPort, host), { name: 'admin API', host, port: httpPort, change: '--http-port' });
   } catch (err) {
-    await opamp.close();
+    await keepingAlive(opamp.close());
     throw err;
   }
   adminEndpoint = { port: aa.port, tls: !!adminTls };

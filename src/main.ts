@@ -31,6 +31,19 @@ function intFlag(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/**
+ * Start-up that ends with nothing left to wait on (a promise nobody settles) would make Node exit
+ * with code 0 and no word: that is a failed start.
+ */
+function exitIfStartStalls(what: string): () => void {
+  const onBeforeExit = () => {
+    process.stderr.write(`fleetbridge: ${what} stopped during start-up without saying why\n`);
+    process.exit(1);
+  };
+  process.once('beforeExit', onBeforeExit);
+  return () => process.off('beforeExit', onBeforeExit);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -66,6 +79,7 @@ async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger();
+  const started = exitIfStartStalls('fleetbridge standalone');
   let bridge;
   try {
     bridge = await startStandalone({
@@ -83,6 +97,7 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  started();
   stopOnSignals(logger, () => bridge.stop());
 }
 
@@ -142,6 +157,7 @@ async function operator(args: string[]): Promise<void> {
   // Loaded only here: standalone mode never pays for the Kubernetes client.
   const { loadKubeConfig } = await import('./kube/client.js');
   const { startOperator } = await import('./kube/operator.js');
+  const started = exitIfStartStalls('fleetbridge operator');
   let running;
   try {
     running = await startOperator({
@@ -159,6 +175,7 @@ async function operator(args: string[]): Promise<void> {
     process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  started();
   stopOnSignals(logger, () => running.stop());
 }
 

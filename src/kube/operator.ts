@@ -34,6 +34,7 @@ import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
 import { SecretCache, configSecrets } from './secrets.js';
 import { packagesSummary, servePolicy } from '../packages/desired.js';
+import { keepingAlive, listenOrExplain } from '../listen.js';
 import { packageFilesRoute } from '../packages/files.js';
 
 export interface OperatorOptions {
@@ -569,9 +570,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   });
 
   const host = opts.host ?? '0.0.0.0';
-  const oa = await opamp.listen(opampPort, host);
+  const opampSetting = opts.opampPort !== undefined ? '--opamp-port' : `spec.endpoint.port of OpAMPBridge ${ns}/${opts.bridgeName} (or --opamp-port)`;
+  const oa = await listenOrExplain(() => opamp.listen(opampPort, host), { name: 'OpAMP', host, port: opampPort, change: opampSetting });
   if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `${wsScheme}://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
-  const aa = await admin.listen(opts.httpPort ?? 8080, host);
+  const httpPort = opts.httpPort ?? 8080;
+  const aa = await listenOrExplain(() => admin.listen(httpPort, host), { name: 'admin API', host, port: httpPort, change: '--http-port' }).catch(async (err: unknown) => {
+    await keepingAlive(opamp.close());
+    throw err;
+  });
   adminEndpoint = { port: aa.port, tls: !!adminTls };
   serversStarted = true;
   for (const i of informers) i.start();

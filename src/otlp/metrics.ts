@@ -7,9 +7,18 @@
  * into `service.telemetry.resource`), so `service.instance.id` is the Supervisor's `instance_id`:
  * the agent's OpAMP instance_uid in canonical UUID text. Among the metrics (scope
  * `go.opentelemetry.io/collector/service`) are `otelcol_process_memory_rss` (bytes, gauge) and
- * `otelcol_process_cpu_seconds` (seconds, cumulative sum). The semantic-convention names
- * `process.memory.usage` / `process.memory.rss` and `process.cpu.time` (one point per cpu.mode,
- * added up) are read too, for agents that report those.
+ * `otelcol_process_cpu_seconds` (seconds, cumulative sum).
+ *
+ * Other agents use the OS-process names of the semantic conventions, under their current or
+ * earlier spellings (the process.* conventions are not stable yet):
+ *  - resident memory: `process.memory.usage` ("the amount of physical memory in use"),
+ *    `process.memory.physical_usage` (its earlier name, which opamp-go's example agent,
+ *    internal/examples/agent, still sends: RSS as an int gauge), and `process.memory.rss`.
+ *    Never `process.memory.virtual`/`virtual_usage` (committed virtual memory) nor
+ *    `process.runtime.*` (a runtime's heap figures, not the process's).
+ *  - CPU: `process.cpu.time`, one point per mode (attribute `cpu.mode`, earlier `state`: user,
+ *    system, and in the earlier conventions `wait`). User and system time are added up; waiting is
+ *    not CPU time used. Points without a mode are the total.
  */
 import { opentelemetry } from './generated/otlp.js';
 import { parseUid, uidToString } from '../opamp/uid.js';
@@ -36,7 +45,7 @@ export interface AgentReport {
   figures: ProcessFigures | null;
 }
 
-export const RSS_METRICS: readonly string[] = ['otelcol_process_memory_rss', 'process.memory.rss', 'process.memory.usage'];
+export const RSS_METRICS: readonly string[] = ['otelcol_process_memory_rss', 'process.memory.usage', 'process.memory.physical_usage', 'process.memory.rss'];
 export const CPU_METRICS: readonly string[] = ['otelcol_process_cpu_seconds', 'process.cpu.time'];
 /** Data points read per metric: the process metrics have one (or one per cpu.mode); more are ignored. */
 export const MAX_POINTS_PER_METRIC = 16;
@@ -45,7 +54,7 @@ export const MAX_POINTS_PER_METRIC = 16;
 type Int64 = number | string | { toString(): string } | null | undefined;
 interface AnyValueLike { stringValue?: string | null; intValue?: Int64; doubleValue?: number | null; boolValue?: boolean | null }
 export interface KeyValueLike { key?: string | null; value?: AnyValueLike | null }
-interface PointLike { timeUnixNano?: Int64; asDouble?: number | string | null; asInt?: Int64 }
+interface PointLike { timeUnixNano?: Int64; asDouble?: number | string | null; asInt?: Int64; attributes?: KeyValueLike[] | null }
 interface MetricLike { name?: string | null; gauge?: { dataPoints?: PointLike[] | null } | null; sum?: { dataPoints?: PointLike[] | null } | null }
 export interface ExportRequestLike {
   resourceMetrics?: Array<{
@@ -123,6 +132,7 @@ function processFigures(metrics: MetricLike[], receivedAt: number): ProcessFigur
     let n = 0;
     for (const p of points) {
       if (!p || typeof p !== 'object') continue;
+      if (isCpu && !countsAsCpuUsed(p)) continue;
       const v = pointValue(p);
       if (v === null) continue;
       const pt = nanosToMs(p.timeUnixNano) ?? receivedAt;
@@ -145,6 +155,15 @@ function processFigures(metrics: MetricLike[], receivedAt: number): ProcessFigur
   }
   if (!rss && !cpu) return null;
   return { rssBytes: rss?.v ?? null, cpuSeconds: cpu?.v ?? null, at: Math.max(rss?.t ?? -1, cpu?.t ?? -1) };
+}
+
+/** CPU modes that are time the process used; a point without a mode is the total. */
+const CPU_USED_MODES = new Set(['user', 'system']);
+
+function countsAsCpuUsed(p: PointLike): boolean {
+  const kvs = arr(p.attributes);
+  const mode = stringAttr(kvs, 'cpu.mode') ?? stringAttr(kvs, 'state') ?? stringAttr(kvs, 'process.cpu.state');
+  return mode === null || CPU_USED_MODES.has(mode);
 }
 
 function pointValue(p: PointLike): number | null {

@@ -3,7 +3,8 @@
  * JavaScript, a real process, the shipped examples/ folder, SIGTERM to stop.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
 import { spawnJsonLines, type JsonLinesChild } from '../harness/child-process.js';
 
 let proc: JsonLinesChild | null = null;
@@ -55,5 +56,40 @@ describe('fleetbridge standalone (the command)', () => {
     }
     expect(status).toBe(1);
     expect(stderr).toBe("fleetbridge: cannot read the manifest folder /nonexistent/fleetbridge: ENOENT: no such file or directory, stat '/nonexistent/fleetbridge'\n");
+  });
+  // A port some other process holds: start-up ends with exit code 1 and one line on stderr naming
+  // the address and the flag to change (the admin port used to end it with code 0 and no word).
+  describe('a port already in use', () => {
+    let holder: Server;
+    let port: number;
+    beforeAll(async () => {
+      holder = createServer();
+      port = await new Promise<number>((resolve, reject) => {
+        holder.once('error', reject);
+        holder.listen(0, '127.0.0.1', () => resolve((holder.address() as { port: number }).port));
+      });
+    });
+    afterAll(async () => {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    });
+
+    const run = (args: string[]) =>
+      new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        execFile(process.execPath, ['dist/src/main.js', 'standalone', '--manifests', 'examples', '--host', '127.0.0.1', ...args], { timeout: 20_000 }, (err, _stdout, stderr) => {
+          resolve({ status: err ? ((err as { code?: number | string }).code as number) ?? null : 0, stderr: String(stderr) });
+        });
+      });
+
+    it('the admin port: exit 1, naming the address and --http-port', async () => {
+      const r = await run(['--opamp-port', '0', '--http-port', String(port)]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(`fleetbridge: cannot listen on 127.0.0.1:${port} for the admin API endpoint: the address is already in use (EADDRINUSE); change --http-port\n`);
+    });
+
+    it('the OpAMP port: exit 1, naming the address and --opamp-port', async () => {
+      const r = await run(['--opamp-port', String(port), '--http-port', '0']);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(`fleetbridge: cannot listen on 127.0.0.1:${port} for the OpAMP endpoint: the address is already in use (EADDRINUSE); change --opamp-port\n`);
+    });
   });
 });

@@ -8,10 +8,10 @@
  * Needs Go to build the binaries (tools/otel, cached in .cache/otel); pre-build with tools/otel/build.sh.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import type { AgentView } from '../../src/api/views.js';
 import { ensureOtelBinaries, otelMissingReason } from '../harness/otel/binaries.js';
 import { waitUntil } from '../harness/otel/processes.js';
@@ -46,13 +46,22 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
     });
   }, 30 * 60_000);
 
+  let failed = false;
   afterAll(async () => {
     await agent?.stop();
     await bridge?.stop();
-    if (workDir) await rm(workDir, { recursive: true, force: true });
+    if (!workDir) return;
+    if (failed) {
+      // Post-mortem: the Supervisor's log (collector lines included) and its storage stay; the bridge's log beside them.
+      await writeFile(join(workDir, 'bridge.log'), (bridge?.logs ?? []).map((l) => JSON.stringify(l)).join('\n') + '\n');
+      console.log(`[own-metrics] failed: logs kept in ${workDir} (supervised/supervisor.log, supervised/storage/, bridge.log)`);
+    } else await rm(workDir, { recursive: true, force: true });
   }, 60_000);
 
   it('offers the bridge as own_metrics destination, and keeps RSS and CPU seconds from two reports', async () => {
+    onTestFailed(() => {
+      failed = true;
+    });
     const t0 = Date.now();
     agent = await startSupervisedCollector({
       endpoint: bridge.opampWsUrl,
@@ -62,6 +71,10 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
       // No `--config yaml:service::telemetry::metrics::level: none` (the harness default): that
       // would switch the collector's own metrics off.
       extraConfig: { capabilities: { reports_own_metrics: true }, agent: { args: [] } },
+      // The Supervisor (v0.149) can lose an offer handled while it composes its collector's first
+      // config (see the option); until the bridge holds offers until the agent runs, the harness
+      // delivers the bridge's answers after that start-up.
+      holdServerUntilStarted: true,
     });
     const uid = agent.instanceUid;
 

@@ -86,6 +86,44 @@ describe('OTLP metrics decoding and process figures', () => {
     expect(extractReports(decodeExportMetricsProtobuf(encode(r)), 0)[0]!.figures).toEqual({ rssBytes: 4096, cpuSeconds: 1.5, at: T1 });
   });
 
+  describe('resident memory under the names agents send', () => {
+    const at = nanos(T1);
+    const only = (metric: object) => {
+      const r = collectorRequest({ extra: [metric] });
+      return extractReports(decodeExportMetricsProtobuf(encode(r)), 0)[0]!.figures;
+    };
+    it('otelcol_process_memory_rss: the collector\'s own telemetry (gauge, bytes)', () => {
+      expect(only({ name: 'otelcol_process_memory_rss', unit: 'By', gauge: { dataPoints: [{ timeUnixNano: at, asInt: 31_305_728 }] } })).toEqual({ rssBytes: 31_305_728, cpuSeconds: null, at: T1 });
+    });
+    it('process.memory.usage: the semantic conventions (UpDownCounter, bytes)', () => {
+      expect(only({ name: 'process.memory.usage', unit: 'By', sum: { dataPoints: [{ timeUnixNano: at, asInt: 52_000_000 }], aggregationTemporality: 2, isMonotonic: false } })).toEqual({ rssBytes: 52_000_000, cpuSeconds: null, at: T1 });
+    });
+    it('process.memory.physical_usage: opamp-go\'s example agent and the earlier conventions (int gauge, bytes)', () => {
+      expect(only({ name: 'process.memory.physical_usage', gauge: { dataPoints: [{ timeUnixNano: at, asInt: 24_117_248 }] } })).toEqual({ rssBytes: 24_117_248, cpuSeconds: null, at: T1 });
+    });
+    it('process.memory.rss', () => {
+      expect(only({ name: 'process.memory.rss', unit: 'By', gauge: { dataPoints: [{ timeUnixNano: at, asDouble: 1_048_576 }] } })).toEqual({ rssBytes: 1_048_576, cpuSeconds: null, at: T1 });
+    });
+    it('not virtual memory, nor a runtime\'s heap', () => {
+      for (const name of ['process.memory.virtual', 'process.memory.virtual_usage', 'process.runtime.go.mem.heap_alloc', 'otelcol_process_runtime_heap_alloc_bytes', 'otelcol_process_runtime_total_sys_memory_bytes']) {
+        expect(only({ name, gauge: { dataPoints: [{ timeUnixNano: at, asInt: 9_999_999 }] } }), name).toBeNull();
+      }
+    });
+  });
+
+  it('process.cpu.time: user and system time are added up, waiting is not (cpu.mode, or the earlier state attribute)', () => {
+    const at = nanos(T1);
+    const point = (key: string, mode: string, v: number) => ({ timeUnixNano: at, asDouble: v, attributes: [{ key, value: { stringValue: mode } }] });
+    // opamp-go's example agent: state = user, system, wait.
+    const earlier = collectorRequest({ extra: [{ name: 'process.cpu.time', sum: { dataPoints: [point('state', 'user', 0.5), point('state', 'system', 0.25), point('state', 'wait', 0.75)], isMonotonic: true } }] });
+    expect(extractReports(decodeExportMetricsProtobuf(encode(earlier)), 0)[0]!.figures).toEqual({ rssBytes: null, cpuSeconds: 0.75, at: T1 });
+    const current = collectorRequest({ extra: [{ name: 'process.cpu.time', sum: { dataPoints: [point('cpu.mode', 'user', 2), point('cpu.mode', 'system', 1), point('cpu.mode', 'iowait', 4)], isMonotonic: true } }] });
+    expect(extractReports(decodeExportMetricsProtobuf(encode(current)), 0)[0]!.figures).toEqual({ rssBytes: null, cpuSeconds: 3, at: T1 });
+    // No mode: the point is the total.
+    const total = collectorRequest({ extra: [{ name: 'process.cpu.time', sum: { dataPoints: [{ timeUnixNano: at, asDouble: 1.25 }], isMonotonic: true } }] });
+    expect(extractReports(decodeExportMetricsProtobuf(encode(total)), 0)[0]!.figures).toEqual({ rssBytes: null, cpuSeconds: 1.25, at: T1 });
+  });
+
   it('reports resources without a UUID service.instance.id as unidentified, and without process metrics as figure-less', () => {
     expect(extractReports(collectorRequest({ uid: null, rss: 1 }), 0)[0]).toMatchObject({ instanceUid: null, serviceInstanceId: null });
     expect(extractReports(collectorRequest({ uid: 'not-a-uuid', rss: 1 }), 0)[0]).toMatchObject({ instanceUid: null, serviceInstanceId: 'not-a-uuid' });
