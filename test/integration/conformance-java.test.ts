@@ -1,0 +1,611 @@
+/**
+ * Conformance matrix, Java rows: the OpenTelemetry Java OpAMP client from Maven Central
+ * (`io.opentelemetry.contrib:opentelemetry-opamp-client`, the client that grew out of
+ * elastic/opamp-java; test/agents/java-agent, built with Maven into .cache/java-agent/) against the
+ * standalone bridge run as a real child process (test/harness/bridge-process.ts) with bearer-token
+ * authentication on. Same scenarios, bounds and measurements as conformance-clients.test.ts:
+ *
+ * | row      | transport | what runs                                                                      |
+ * |----------|-----------|--------------------------------------------------------------------------------|
+ * | java-http| HTTP      | the library as it is (HttpRequestService polling every 1 s, retry backoff 1 s) |
+ * | java-ws  | WebSocket | the library plus the integrator's nudge (see below), retry backoff 1 s         |
+ *
+ * For each row: configured by selector (APPLIED); edit → applied; rejected config → FAILED with the
+ * agent's message; agent restart with the same uid and with a new uid (old uid then not counted);
+ * bridge restart (SIGTERM, SIGKILL) while connected → every agent matched, APPLIED and counted
+ * exactly once within two heartbeat intervals + 5 s (printed: `reconverge client=... transport=...
+ * signal=... ms=...`); agent killed → no longer counted within the grace (two heartbeat intervals).
+ *
+ * What the client does (1.53.0-alpha, sources in its -sources.jar; paths under
+ * io/opentelemetry/opamp/client/):
+ * - ConnectionSettingsOffers: ignored. OpampClientImpl.handleResponsePayload reads only the flags,
+ *   agent_identification and remote_config (MessageData carries remote config only), and the
+ *   builder cannot advertise AcceptsOpAMPConnectionSettings (its only capability setters are
+ *   enableRemoteConfig and enableEffectiveConfigReporting; it does not even set ReportsStatus).
+ * - ReportFullState: handleResponsePayload → disableCompression() adds description, effective
+ *   config and remote config status to the *next* request's recipe; it does not send one. Over
+ *   HTTP the next poll carries them; over WebSocket nothing goes out until some state changes.
+ * - Shutdown: close() (OpampClientImpl.close) adds AGENT_DISCONNECT to the next recipe and stops
+ *   the request service. WebSocketRequestService.stop sends it at once, then closes with 1000.
+ *   HttpRequestService.stop only shuts its executor down: the AgentDisconnect goes out with the
+ *   next scheduled poll (ScheduledThreadPoolExecutor runs delayed tasks after shutdown), and only
+ *   if the process is still alive then (its threads are daemon threads). The test agent waits
+ *   for it (bounded).
+ * - Retries: after a failed request, RetryPeriodicDelay (ExponentialBackoffPeriodicDelay): by
+ *   default 30 s, doubling, no cap, no jitter (HttpRequestService.DEFAULT_DELAY_BETWEEN_RETRIES,
+ *   WebSocketRequestService.DEFAULT_DELAY_BETWEEN_RETRIES); a Retry-After (HTTP 429/503) or
+ *   ServerErrorResponse UNAVAILABLE retry_info replaces it. Not quick by default; the public
+ *   create(..., periodicRetryDelay) overloads set it, 1 s here (like the Python row's 0.5 s).
+ *   A request that failed to connect is not re-queued (onRequestFailed/preserveFailedRequestRecipe
+ *   runs for HTTP error statuses and server errors only), so its fields are lost until the server
+ *   asks for the full state.
+ * - WebSocket defect (why the nudge): OpampClientImpl.create calls sendRequest() right after
+ *   webSocket.open(); the socket is not open yet, so WebSocketRequestService.trySendRequest drops
+ *   the message — after get() built it, consuming the recipe with the agent description — and sets
+ *   hasPendingRequest; onOpen then sends a message of the required fields only (uid, sequence
+ *   number 2, capabilities). The bridge answers ReportFullState, which only queues (above), and the
+ *   client has no heartbeat over WebSocket: it stays undescribed, unmatched, unconfigured until
+ *   something changes. After a reconnection onOpen sends nothing at all. The last test pins this
+ *   behaviour of the library alone. The `java-ws` row adds what an integrator must: on each new
+ *   connection and after ReportFullState the agent calls notifyUpdate() on its effective-config
+ *   state (public API), which makes the library send its queued state.
+ * - WebSocket defect (no reconnection after a server close): on a close frame — the bridge's
+ *   graceful shutdown sends 1001 — OkHttpWebSocket's listener sets status CLOSING and
+ *   WebSocketRequestService.onClosing does nothing; the close handshake is never answered, OkHttp
+ *   never calls onClosed/onFailure, and the client never reconnects (no public API can help: the
+ *   library's OkHttpWebSocket.close() needs status RUNNING). So the `java-ws` row cannot reconverge
+ *   after the bridge's SIGTERM; the restart test checks that evidence for it (printed with
+ *   `ms=never`) and replaces the agent. After SIGKILL (TCP reset/EOF, onFailure) it reconnects.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bearerAuthManifests,
+  bearerHeaders,
+  collectorYaml,
+  metricValue,
+  startBridgeProcess,
+  waitUntil,
+  type AgentView,
+  type BridgeProcess,
+  type CollectorView,
+} from '../harness/bridge-process.js';
+import type { JsonObject } from '../harness/child-process.js';
+import { ensureJavaAgent, javaAgentMissingReason, startJavaAgent, type JavaAgent } from '../harness/java-agent.js';
+import { skipUnlessOnCi } from '../harness/tools.js';
+
+const FILE = 'test/integration/conformance-java.test.ts';
+const skipJava = skipUnlessOnCi(FILE, javaAgentMissingReason());
+
+/** The bridge's heartbeat interval (--heartbeat-interval): what "on time" and the grace are measured in. */
+const HEARTBEAT_S = 2;
+/** How often the HTTP client polls (HttpRequestService's fixed delay; it accepts no offer). */
+const CLIENT_POLL_MS = 1000;
+/** First step of the client's retry backoff (doubling); the library's default is 30 s. */
+const CLIENT_RETRY_MS = 1000;
+/** A disconnected agent stops counting within at most two heartbeat intervals. */
+const GRACE_MS = 2 * HEARTBEAT_S * 1000;
+/** After a bridge restart every agent is matched, APPLIED and counted once again within this. */
+const RECONVERGE_MS = 2 * HEARTBEAT_S * 1000 + 5000;
+/** The test's own polling of the admin API and the bridge's sweep of silent HTTP agents (as in conformance-clients). */
+const MEASURE_SLACK_MS = 1500;
+/** Bound on ordinary steps (a config push and its status, an agent's first connection). */
+const STEP_MS = 20_000;
+
+const TOKEN = `conformance-${randomBytes(12).toString('hex')}`;
+const AUTH = bearerHeaders(TOKEN);
+const ROW_LABEL = 'conformance.row';
+const CLIENT = 'opentelemetry-opamp-client (java)';
+
+type RowName = 'java-http' | 'java-ws';
+
+interface RowAgent {
+  readonly uid: string;
+  readonly proc: JavaAgent;
+  configs(): { hash: string; body: string }[];
+  rejectConfigs(on: boolean): Promise<void>;
+  /** Graceful: stdin closed → the library's close() (AgentDisconnect), process exits. */
+  stop(): Promise<void>;
+  /** SIGKILL: gone without a word. */
+  kill(): Promise<void>;
+  describe(): string;
+}
+
+interface Row {
+  name: RowName;
+  transport: 'http' | 'websocket';
+  /** Added to the reconvergence bound: how long the client itself may wait before it tries again (its backoff, set to 1 s doubling here). */
+  retryAfterFailureMs: number;
+  /**
+   * A client defect that keeps the row from reconverging after the bridge's graceful shutdown
+   * (SIGTERM: the bridge closes WebSockets with 1001, then ends the TCP connection 200 ms later).
+   * The restart test then checks the defect's evidence instead of the bound, and replaces the agent.
+   */
+  stuckAfterServerClose?: string;
+  start(opts?: { uid?: string }): Promise<RowAgent>;
+  live?: RowAgent;
+}
+
+let bridge: BridgeProcess;
+let classpath: string | undefined;
+const everyAgent: RowAgent[] = [];
+const results: string[] = [];
+
+function report(line: string): void {
+  results.push(line);
+  console.log(line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests
+
+function pipeline(marker: string): Record<string, unknown> {
+  return {
+    receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:4318' } } } },
+    processors: { 'attributes/marker': { actions: [{ key: 'conformance.marker', value: marker, action: 'insert' }] } },
+    exporters: { debug: {} },
+    service: { pipelines: { logs: { receivers: ['otlp'], processors: ['attributes/marker'], exporters: ['debug'] } } },
+  };
+}
+const collectorName = (row: RowName) => `conf-${row}`;
+const manifestFile = (row: RowName) => `${collectorName(row)}.yaml`;
+const rowManifest = (row: RowName, marker: string) => collectorYaml(collectorName(row), { [ROW_LABEL]: row }, pipeline(marker));
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+async function startJava(row: Row, opts: { uid?: string; nudge?: boolean; label?: string } = {}): Promise<RowAgent> {
+  const proc = await startJavaAgent({
+    endpoint: row.transport === 'websocket' ? bridge.opampWsUrl : bridge.opampHttpUrl,
+    ...(classpath ? { classpath } : {}),
+    headers: AUTH,
+    pollIntervalMs: CLIENT_POLL_MS,
+    retryInitialMs: CLIENT_RETRY_MS,
+    nudgeWebSocket: opts.nudge ?? row.transport === 'websocket',
+    idAttrs: { 'service.name': 'conformance-java' },
+    attrs: { [ROW_LABEL]: opts.label ?? row.name, 'host.name': `java-${randomUUID().slice(0, 8)}` },
+    ...(opts.uid ? { instanceUid: opts.uid } : {}),
+  });
+  const agent: RowAgent = {
+    proc,
+    uid: proc.instanceUid,
+    configs: () => proc.events.filter((e) => e.event === 'remote_config').map((e) => ({ hash: String(e.hash), body: String(e.body ?? '') })),
+    async rejectConfigs(on) {
+      const since = proc.events.length;
+      proc.send({ cmd: 'mode', remoteConfig: on ? 'fail' : 'apply', error: `rejected by ${row.name}` });
+      await proc.waitFor((e) => e.event === 'ack' && e.cmd === 'mode', { since, timeoutMs: 10_000 });
+    },
+    async stop() {
+      await proc.stop({ timeoutMs: 10_000 });
+    },
+    async kill() {
+      proc.kill('SIGKILL');
+      await proc.exited;
+    },
+    describe: () => proc.describe(),
+  };
+  everyAgent.push(agent);
+  return agent;
+}
+
+const rows: Row[] = [
+  { name: 'java-http', transport: 'http', retryAfterFailureMs: 0, start: (o) => startJava(rowOf('java-http'), o) },
+  {
+    name: 'java-ws',
+    transport: 'websocket',
+    retryAfterFailureMs: 0,
+    // OkHttpWebSocket.ListenerAdapter.onClosing sets its status to CLOSING and
+    // WebSocketRequestService.onClosing does nothing: nobody answers the close handshake, so OkHttp
+    // (whose reader stops at a close frame) never reports onClosed/onFailure, and the reconnection
+    // that onClosed/onFailure schedule (ConnectionStatus.retryAfter) never happens. A later
+    // OkHttpWebSocket.close() is a no-op too (it needs status RUNNING).
+    stuckAfterServerClose: 'after a close frame from the server it never answers the close handshake nor reconnects',
+    start: (o) => startJava(rowOf('java-ws'), o),
+  },
+];
+function rowOf(name: RowName): Row {
+  return rows.find((r) => r.name === name)!;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the bridge shows (as in conformance-clients.test.ts)
+
+async function rowState(row: Row): Promise<{ collector: CollectorView | undefined; connected: AgentView[] }> {
+  const [collector, agents] = await Promise.all([bridge.getCollector(collectorName(row.name)), bridge.getAgents()]);
+  return { collector, connected: agents.filter((a) => a.connected && a.labels[ROW_LABEL] === row.name) };
+}
+
+function brief(v: AgentView | undefined): unknown {
+  if (!v) return v;
+  return {
+    uid: v.instanceUid,
+    transport: v.transport,
+    connected: v.connected,
+    presence: v.presence,
+    firstSeen: v.firstSeen,
+    lastSeen: v.lastSeen,
+    seq: v.sequenceNum,
+    verified: v.verified?.method ?? null,
+    row: v.labels[ROW_LABEL],
+    described: v.description !== null,
+    remoteConfig: { ...v.remoteConfig, desiredHash: v.remoteConfig.desiredHash?.slice(0, 12), reportedHash: v.remoteConfig.reportedHash?.slice(0, 12) },
+  };
+}
+
+/** Bridge log lines (this incarnation and before) about one agent, for failure messages. */
+function bridgeLogFor(uid: string, max = 15): string {
+  return bridge.logs
+    .filter((l) => JSON.stringify(l).includes(uid))
+    .slice(-max)
+    .map((l) => `  ${JSON.stringify(l).slice(0, 400)}`)
+    .join('\n');
+}
+
+async function describeRow(row: Row, agent?: RowAgent): Promise<string> {
+  const [collector, agents] = await Promise.all([bridge.getCollector(collectorName(row.name)), bridge.getAgents()]).catch((err: Error) => [err.message, []] as const);
+  const { failing, agentVersions, ...counts } = typeof collector === 'object' && collector ? collector.status : ({} as Partial<CollectorView['status']>);
+  return [
+    `Collector ${collectorName(row.name)} status: ${JSON.stringify({ ...counts, failing })}`,
+    `agents with ${ROW_LABEL}=${row.name}:`,
+    ...(agents as AgentView[]).filter((a) => a.labels[ROW_LABEL] === row.name).map((a) => `  ${JSON.stringify(brief(a))}`),
+    agent ? agent.describe().slice(-3500) : '',
+    agent ? `bridge log lines about ${agent.uid}:\n${bridgeLogFor(agent.uid)}` : '',
+    `bridge: ${bridge.describe().slice(-1500)}`,
+  ].join('\n');
+}
+
+function ready(row: Row, agent: RowAgent, opts: { hash?: string; since?: number } = {}) {
+  return async (): Promise<AgentView | undefined> => {
+    const view = await bridge.getAgent(agent.uid);
+    if (!view?.connected || !view.description || view.transport !== row.transport) return undefined;
+    if (opts.since !== undefined && Date.parse(view.lastSeen) < opts.since) return undefined;
+    if (view.verified?.method !== 'bearerToken') return undefined;
+    if (view.remoteConfig.collectors.join() !== `default/${collectorName(row.name)}`) return undefined;
+    const rc = view.remoteConfig;
+    if (rc.status !== 'APPLIED' || !rc.inSync || (opts.hash && rc.reportedHash !== opts.hash)) return undefined;
+    if (!agent.configs().some((c) => c.hash === rc.desiredHash)) return undefined;
+    return view;
+  };
+}
+
+function converged(row: Row, agent: RowAgent, opts: { hash?: string; since?: number } = {}) {
+  const isReady = ready(row, agent, opts);
+  return async (): Promise<AgentView | undefined> => {
+    const view = await isReady();
+    if (!view) return undefined;
+    const { collector, connected } = await rowState(row);
+    const st = collector?.status;
+    if (!st || st.matched !== 1 || st.connected !== 1 || st.failed !== 0 || st.applied !== 1) return undefined;
+    if (connected.length !== 1 || connected[0]!.instanceUid !== agent.uid) return undefined;
+    return view;
+  };
+}
+
+const what = (row: Row, agent: RowAgent) => `${row.name}: agent ${agent.uid} connected, matched, configured and APPLIED`;
+const waitReady = (row: Row, agent: RowAgent, timeoutMs: number, opts: { hash?: string; since?: number } = {}) =>
+  waitUntil(ready(row, agent, opts), { timeoutMs, what: what(row, agent), describe: () => describeRow(row, agent) });
+const waitConverged = (row: Row, agent: RowAgent, timeoutMs: number, opts: { hash?: string; since?: number } = {}) =>
+  waitUntil(converged(row, agent, opts), {
+    timeoutMs,
+    what: `${what(row, agent)}, and the only agent of its row counted (matched=1, connected=1, applied=1, failed=0)`,
+    describe: () => describeRow(row, agent),
+  });
+
+const waitDesired = (row: Row, agent: RowAgent, not: string | null) =>
+  waitUntil(
+    async () => {
+      const h = (await bridge.getAgent(agent.uid))?.remoteConfig.desiredHash;
+      return h && h !== not ? h : undefined;
+    },
+    { timeoutMs: STEP_MS, what: `${row.name}: a new desired hash (not ${not})`, describe: () => describeRow(row, agent) },
+  );
+
+const waitUncounted = (row: Row, t0: number, timeoutMs: number) =>
+  waitUntil(
+    async () => {
+      const { collector, connected } = await rowState(row);
+      const st = collector?.status;
+      return st && st.matched === 0 && st.connected === 0 && st.applied === 0 && connected.length === 0 ? Date.now() - t0 : undefined;
+    },
+    { timeoutMs, what: `${row.name}: no agent counted`, describe: () => describeRow(row) },
+  );
+
+async function expectGauges(live: Row[]): Promise<void> {
+  const want = {
+    http: live.filter((r) => r.transport === 'http').length,
+    websocket: live.filter((r) => r.transport === 'websocket').length,
+    applied: live.length,
+  };
+  const got = await waitUntil(
+    async () => {
+      const text = await bridge.metricsText();
+      const g = {
+        http: metricValue(text, 'fleetbridge_agents_connected', 'transport="http"'),
+        websocket: metricValue(text, 'fleetbridge_agents_connected', 'transport="websocket"'),
+        applied: metricValue(text, 'fleetbridge_agents_config_status', 'state="applied"'),
+      };
+      return g.http === want.http && g.websocket === want.websocket && g.applied === want.applied ? g : undefined;
+    },
+    {
+      timeoutMs: GRACE_MS + MEASURE_SLACK_MS,
+      what: `gauges fleetbridge_agents_connected{http=${want.http}, websocket=${want.websocket}} and fleetbridge_agents_config_status{applied=${want.applied}}`,
+      describe: async () =>
+        (await bridge.metricsText())
+          .split('\n')
+          .filter((l) => /^fleetbridge_agents_(connected|config_status)/.test(l))
+          .join('\n'),
+    },
+  );
+  expect(got).toEqual(want);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+beforeAll(async () => {
+  if (skipJava) return;
+  const t0 = Date.now();
+  const build = await ensureJavaAgent({ log: (l) => console.log(`[java-agent] ${l}`) });
+  classpath = build.classpath;
+  report(`java-agent build=${build.built ? 'built' : 'cached'} mvn=${build.seconds}s total=${Date.now() - t0}ms dir=${build.dir}`);
+  const manifests: Record<string, string> = { ...bearerAuthManifests(TOKEN) };
+  for (const row of rows) manifests[manifestFile(row.name)] = rowManifest(row.name, 'v1');
+  bridge = await startBridgeProcess({ manifests, heartbeatIntervalSeconds: HEARTBEAT_S });
+}, 20 * 60_000);
+
+afterAll(async () => {
+  await Promise.allSettled(everyAgent.map((a) => a.kill()));
+  await bridge?.stop();
+  if (results.length) console.log(`[conformance-java] summary:\n${results.join('\n')}`);
+}, 60_000);
+
+describe.skipIf(skipJava)('conformance matrix: the Java OpAMP client, bearer-token auth on', () => {
+  it('refuses an agent without the token (authentication is on)', async () => {
+    const r = await fetch(bridge.opampHttpUrl, { method: 'POST', headers: { 'Content-Type': 'application/x-protobuf' }, body: new Uint8Array([0x0a, 0x10, ...randomBytes(16)]) });
+    expect(r.status).toBe(401);
+  });
+
+  for (const row of rows) {
+    describe(`${row.name} (${CLIENT} over ${row.transport}${row.transport === 'websocket' ? ', with the nudge' : ''})`, () => {
+      let agent: RowAgent | undefined;
+      const need = () => {
+        if (!agent) throw new Error(`${row.name}: no agent (an earlier step failed)`);
+        return agent;
+      };
+
+      it('connects with the token, is described, matched by its selector and counted once; receives its config and reports APPLIED', async () => {
+        const t0 = Date.now();
+        agent = await row.start();
+        row.live = agent;
+        const view = await waitConverged(row, agent, STEP_MS);
+        report(`configured client=${CLIENT} transport=${row.transport} ms=${Date.now() - t0} (from spawn; library ${agent.proc.libraryVersion})`);
+        expect(view.transport).toBe(row.transport);
+        expect(view.labels[ROW_LABEL]).toBe(row.name);
+        expect(view.verified).toMatchObject({ method: 'bearerToken' });
+        expect(view.capabilities.names).toEqual(expect.arrayContaining(['AcceptsRemoteConfig', 'ReportsRemoteConfig', 'ReportsEffectiveConfig']));
+        expect(agent.configs().map((c) => c.hash)).toContain(view.remoteConfig.desiredHash);
+        expect(agent.configs().at(-1)!.body).toContain('conformance.marker');
+        // The effective config it reports (with/after APPLIED) is the config it was sent.
+        const effective = await waitUntil(async () => (await bridge.getAgent(agent!.uid))?.effectiveConfig?.['']?.body, {
+          timeoutMs: STEP_MS,
+          what: `${row.name}: effective config reported`,
+          describe: () => describeRow(row, agent),
+        });
+        expect(effective).toContain('conformance.marker');
+      }, 60_000);
+
+      it('edit → the new config is applied', async () => {
+        const a = need();
+        const before = (await bridge.getAgent(a.uid))!.remoteConfig.desiredHash;
+        await bridge.writeManifest(manifestFile(row.name), rowManifest(row.name, 'v2-edited'));
+        const hash = await waitDesired(row, a, before);
+        await waitConverged(row, a, STEP_MS, { hash });
+        expect(a.configs().find((c) => c.hash === hash)?.body).toContain('v2-edited');
+        await a.proc.waitFor((e) => e.event === 'config_status_sent' && e.hash === hash && e.status === 'APPLIED', { timeoutMs: 1000 });
+      }, 60_000);
+
+      it("rejected config → FAILED with the agent's message; a good config after it is applied", async () => {
+        const a = need();
+        const before = (await bridge.getAgent(a.uid))!.remoteConfig.desiredHash;
+        await a.rejectConfigs(true);
+        await bridge.writeManifest(manifestFile(row.name), rowManifest(row.name, 'v3-rejected'));
+        const bad = await waitDesired(row, a, before);
+        const failed = await waitUntil(
+          async () => {
+            const [v, c] = await Promise.all([bridge.getAgent(a.uid), bridge.getCollector(collectorName(row.name))]);
+            return v?.remoteConfig.status === 'FAILED' && v.remoteConfig.reportedHash === bad && c?.status.failed === 1 ? { v, c } : undefined;
+          },
+          { timeoutMs: STEP_MS, what: `${row.name}: FAILED for ${bad}`, describe: () => describeRow(row, a) },
+        );
+        expect(failed.v.remoteConfig).toMatchObject({ errorMessage: `rejected by ${row.name}`, inSync: false });
+        expect(failed.c.status).toMatchObject({ matched: 1, connected: 1, applied: 0, failed: 1 });
+        expect(failed.c.status.failing).toEqual([expect.objectContaining({ instanceUid: a.uid, reason: 'ApplyFailed', message: `rejected by ${row.name}` })]);
+        await a.proc.waitFor((e) => e.event === 'config_status_sent' && e.hash === bad && e.status === 'FAILED' && e.errorMessage === `rejected by ${row.name}`, { timeoutMs: 1000 });
+
+        await a.rejectConfigs(false);
+        await bridge.writeManifest(manifestFile(row.name), rowManifest(row.name, 'v4-good'));
+        const good = await waitDesired(row, a, bad);
+        await waitConverged(row, a, STEP_MS, { hash: good });
+      }, 60_000);
+
+      it('agent restart with the same uid: configured again, counted once', async () => {
+        const old = need();
+        await old.stop();
+        const stopped = old.proc.events.find((e) => e.event === 'stopped');
+        const t0 = Date.now();
+        agent = await row.start({ uid: old.uid });
+        row.live = agent;
+        expect(agent.uid).toBe(old.uid);
+        await waitConverged(row, agent, STEP_MS, { since: t0 });
+        // It starts without a config: the bridge sent it again to the new process.
+        expect(agent.configs().length).toBeGreaterThan(0);
+        report(`same-uid-restart client=${CLIENT} transport=${row.transport} ms=${Date.now() - t0} (stop: ${JSON.stringify(stopped && { stopMs: stopped.stopMs, disconnectDelivered: stopped.disconnectDelivered })})`);
+      }, 60_000);
+
+      it('agent restart with a new uid: the new one is configured and counted, the old one no longer (within the grace)', async () => {
+        const old = need();
+        await old.stop();
+        const t0 = Date.now();
+        const oldGone = waitUntil(
+          async () => {
+            const v = await bridge.getAgent(old.uid);
+            return !v || !v.connected ? Date.now() - t0 : undefined;
+          },
+          { timeoutMs: GRACE_MS + MEASURE_SLACK_MS, what: `${row.name}: old uid ${old.uid} no longer connected`, describe: () => describeRow(row, old) },
+        );
+        oldGone.catch(() => undefined);
+        agent = await row.start();
+        row.live = agent;
+        expect(agent.uid).not.toBe(old.uid);
+        const [gone] = await Promise.all([oldGone, waitConverged(row, agent, STEP_MS, { since: t0 })]);
+        report(`old-uid-uncounted client=${CLIENT} transport=${row.transport} after=stop ms=${gone} (grace ${GRACE_MS} ms)`);
+      }, 60_000);
+    });
+  }
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`bridge restart (${signal}) with every row connected: each agent matched, APPLIED and counted exactly once again within 2 heartbeats + 5 s${signal === 'SIGTERM' ? ' (java-ws: its known client defect instead)' : ''}`, async () => {
+      await Promise.all(
+        rows.map(async (row) => {
+          if (row.live) {
+            const ok = await waitReady(row, row.live, 5_000).then(
+              () => true,
+              () => false,
+            );
+            if (ok) return;
+            await row.live.kill();
+          }
+          row.live = await row.start();
+          await waitReady(row, row.live, STEP_MS);
+        }),
+      );
+      const pushedBefore = new Map(rows.map((r) => [r.name, r.live!.configs().length]));
+      const eventsBefore = new Map(rows.map((r) => [r.name, r.live!.proc.events.length]));
+      const stuck = rows.filter((r) => signal === 'SIGTERM' && r.stuckAfterServerClose);
+      const measured = rows.filter((r) => !stuck.includes(r));
+      const t0 = Date.now();
+      await bridge.restart(signal);
+      const readyAt = Date.now();
+      const outcomes = await Promise.allSettled(
+        measured.map(async (row) => {
+          const bound = RECONVERGE_MS + row.retryAfterFailureMs + MEASURE_SLACK_MS;
+          const view = await waitConverged(row, row.live!, bound, { since: readyAt });
+          const ms = Date.now() - readyAt;
+          const repushed = row.live!.configs().length - pushedBefore.get(row.name)!;
+          const firstContact = Date.parse(view.firstSeen) - readyAt;
+          const evs = row.live!.proc.events.slice(eventsBefore.get(row.name)!);
+          const failedTries = evs.filter((e: JsonObject) => e.event === 'agent_to_server' && e.delivered === false).length;
+          const fullState = evs.filter((e: JsonObject) => e.event === 'server_to_agent' && e.reportFullState).length;
+          report(
+            `reconverge client=${CLIENT} transport=${row.transport} signal=${signal} ms=${ms} ` +
+              `(first contact ${firstContact} ms; from the signal ${Date.now() - t0} ms; bound ${bound} ms; configs re-sent ${repushed}; ` +
+              `failed tries ${failedTries}; full-state requests ${fullState})`,
+          );
+          return ms;
+        }),
+      );
+      const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [`${measured[i]!.name}: ${(o.reason as Error).message.split('\n')[0]}`] : []));
+      for (const [i, o] of outcomes.entries()) if (o.status === 'rejected') console.error(`[conformance-java] ${measured[i]!.name} after ${signal}:\n${(o.reason as Error).message}`);
+      expect(failures).toEqual([]);
+
+      // Rows with a known client defect: its evidence, now that the other rows have reconverged
+      // (a client that reconnects does so long before: its close handshake ends within the
+      // bridge's 200 ms, and its first retry is 1 s later). Then a fresh agent for what follows.
+      for (const row of stuck) {
+        const agent = row.live!;
+        const evs = agent.proc.events.slice(eventsBefore.get(row.name)!).map((e: JsonObject) => String(e.event));
+        const view = await bridge.getAgent(agent.uid);
+        const checkedAt = Date.now() - readyAt;
+        report(
+          `reconverge client=${CLIENT} transport=${row.transport} signal=${signal} ms=never ` +
+            `(client defect: ${row.stuckAfterServerClose}; events since the signal: ${[...new Set(evs)].join(',') || 'none'}; ` +
+            `known to the new bridge: ${view ? `connected=${view.connected}` : 'no'}; checked ${checkedAt} ms after the bridge was ready)`,
+        );
+        expect(evs, `${row.name}: the close frame arrived`).toContain('ws_closing');
+        expect(evs.filter((e) => ['ws_closed', 'ws_failure', 'ws_open', 'connect_failed', 'connected'].includes(e)), `${row.name}: the client reacted to the close`).toEqual([]);
+        expect(view?.connected ?? false).toBe(false);
+        await agent.kill();
+        row.live = await row.start();
+        await waitConverged(row, row.live, STEP_MS);
+      }
+      const connected = (await bridge.getAgents()).filter((a) => a.connected);
+      expect(connected.map((a) => a.instanceUid).sort()).toEqual(rows.map((r) => r.live!.uid).sort());
+      await expectGauges(rows);
+    }, 120_000);
+  }
+
+  it('agent killed: no longer counted within the grace (two heartbeat intervals)', async () => {
+    const live = rows.filter((r) => r.live);
+    expect(live.map((r) => r.name)).toEqual(rows.map((r) => r.name));
+    await Promise.all(live.map((row) => waitReady(row, row.live!, STEP_MS)));
+    const t0 = Date.now();
+    await Promise.all(live.map((row) => row.live!.kill()));
+    const outcomes = await Promise.allSettled(
+      live.map(async (row) => {
+        const ms = await waitUncounted(row, t0, GRACE_MS + MEASURE_SLACK_MS);
+        report(`uncounted client=${CLIENT} transport=${row.transport} after=kill ms=${ms} (grace ${GRACE_MS} ms)`);
+        return ms;
+      }),
+    );
+    const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [`${live[i]!.name}: ${(o.reason as Error).message.split('\n')[0]}`] : []));
+    expect(failures).toEqual([]);
+    await expectGauges([]);
+  }, 60_000);
+
+  it('what the client was sent: full-state requests and connection-settings offers (observed, printed); it answers full state over HTTP with its next poll', async () => {
+    for (const a of everyAgent) {
+      const msgs = a.proc.events.filter((e: JsonObject) => e.event === 'server_to_agent');
+      const stopped = a.proc.events.find((e: JsonObject) => e.event === 'stopped');
+      report(
+        `observed client=${CLIENT} transport=${a.proc.transport} ${a.uid} pid=${a.proc.pid}: fullStateRequests=${msgs.filter((e) => e.reportFullState).length} ` +
+          `offers=${msgs.filter((e) => e.connectionSettings).length} disconnect=${stopped ? (stopped.disconnectDelivered ? 'sent' : 'not sent') : 'killed'}`,
+      );
+      // It cannot accept connection settings (no AcceptsOpAMPConnectionSettings), so none may be offered.
+      expect(msgs.filter((e) => e.connectionSettings).length, `offers sent to ${a.uid}`).toBe(0);
+      // Over HTTP: after each ReportFullState the next request carries the description.
+      if (a.proc.transport === 'http') {
+        const evs = a.proc.events;
+        evs.forEach((e: JsonObject, i) => {
+          if (e.event !== 'server_to_agent' || !e.reportFullState) return;
+          const next = evs.slice(i + 1).find((n: JsonObject) => n.event === 'agent_to_server');
+          if (next) expect(next, `the request after a full-state request (${a.uid})`).toMatchObject({ described: true });
+        });
+      }
+    }
+    // Graceful stops sent AgentDisconnect over both transports (HTTP: with the next poll).
+    const stops = everyAgent.map((a) => a.proc.events.find((e: JsonObject) => e.event === 'stopped')).filter((e): e is JsonObject => e !== undefined);
+    expect(stops.length).toBeGreaterThan(0);
+    for (const s of stops) expect(s).toMatchObject({ disconnectSeen: true, disconnectDelivered: true });
+  });
+
+  it('the library alone over WebSocket (no nudge): its described first message is dropped, and ReportFullState is not answered until its next state change', async () => {
+    const row = rowOf('java-ws');
+    const a = await startJava(row, { nudge: false, label: 'java-ws-library-only' });
+    const evs = a.proc;
+    // 1. The first message, with the description, was built before the socket was open and dropped.
+    const first = await evs.waitFor((e) => e.event === 'agent_to_server', { timeoutMs: STEP_MS });
+    if (first.delivered === true) {
+      // Only if the socket opened before build() returned (a race the library practically always loses), or once the library is fixed.
+      report(`library-only client=${CLIENT} transport=websocket: first message delivered (seq ${String(first.seq)}); the dropped-first-message defect did not show`);
+      await a.stop();
+      return;
+    }
+    expect(first).toMatchObject({ seq: 1, described: true, delivered: false });
+    // 2. What reached the bridge first: required fields only.
+    const delivered = await evs.waitFor((e) => e.event === 'agent_to_server' && e.delivered === true, { timeoutMs: STEP_MS });
+    expect(delivered).toMatchObject({ seq: 2, described: false, disconnect: false });
+    // 3. The bridge asks for the full state.
+    await evs.waitFor((e) => e.event === 'server_to_agent' && e.reportFullState === true, { timeoutMs: STEP_MS });
+    const view = await waitUntil(async () => (await bridge.getAgent(a.uid)) ?? undefined, { timeoutMs: STEP_MS, what: `the bridge knows ${a.uid}` });
+    expect(view).toMatchObject({ connected: true, transport: 'websocket', description: null });
+    expect(view.remoteConfig.collectors).toEqual([]);
+    // 4. The next message it sends — here the AgentDisconnect of a graceful stop — carries the full state it had queued.
+    const since = evs.events.length;
+    await a.stop();
+    const next = evs.events.slice(since).find((e: JsonObject) => e.event === 'agent_to_server');
+    expect(next).toMatchObject({ described: true, disconnect: true, delivered: true });
+    // Between 2. and 4. nothing was sent: the library has no heartbeat over WebSocket.
+    const sentBefore = evs.events.slice(0, since).filter((e: JsonObject) => e.event === 'agent_to_server' && e.delivered === true);
+    expect(sentBefore.map((e) => e.seq)).toEqual([2]);
+    report(`library-only client=${CLIENT} transport=websocket: first message dropped (seq 1, described), first delivered seq 2 undescribed; full state sent only with the next state change (seq ${String(next?.seq)})`);
+  }, 60_000);
+});
