@@ -91,6 +91,14 @@ export interface AgentRecord {
   offeredSettings: { hash: string; opamp: string | null; at: number; epoch: number } | null;
   /** Set when the agent was found to need no connection-settings offer (under this epoch and capabilities). */
   noSettingsOffer: { epoch: number; capabilities: number } | null;
+  /** When the agent's sequence last (re)started: connection settings wait while it starts. */
+  sequenceStartedAt: number;
+  /** The agent may have lost the settings it was offered (new to us, or restarted without state) until an offer is judged. */
+  settingsMayBeForgotten: boolean;
+  /** The identity that holds this uid (see holderOf in fleet.ts); null when nothing tells agents apart. */
+  holder: string | null;
+  /** How often a live connection of this uid was replaced by another since `since` (cloned agents flap). */
+  takeovers: { count: number; since: number };
   /** Requests the server does not serve that the agent made, by kind: how many, and the last one's reason. */
   refused: Partial<Record<UnsupportedRequest, { count: number; at: number; message: string; connectionId: number | null }>>;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */

@@ -32,6 +32,7 @@ import { updateResourceGauges } from '../otlp/gauges.js';
 import type { AgentPackagesView, AgentView, AvailableComponentsView, ComponentDetailsView, PackageStatusesView, RemoteConfigState } from '../api/views.js';
 import { offeredDownloadUrl, packageState } from './packages.js';
 import { componentsUsed, missingComponents, missingComponentsMessage } from './components.js';
+import { DEFAULT_AGENT_BOUNDS, boundText, exceededBound, type AgentBounds } from './bounds.js';
 import {
   internShort,
   attributeIdentity,
@@ -48,6 +49,27 @@ import {
 /** Messages sent per turn of the event loop in a fan-out. */
 const SEND_BATCH = 1000;
 
+/** A uid taken over between live connections this often within CLONE_WINDOW_MS is held by clones. */
+const CLONE_TAKEOVERS = 3;
+const CLONE_WINDOW_MS = 60_000;
+
+/** Characters of distinct effective-config texts kept for sharing between agents. */
+const TEXT_TABLE_CHARS = 32 * 1024 * 1024;
+
+/** Who holds a uid: the identity the connection was verified as (null: no authentication, or nothing that tells agents apart). */
+export function holderOf(conn: AgentConnection): string | null {
+  const v = conn.verified;
+  if (!v) return null;
+  switch (v.method) {
+    case 'serviceAccountToken':
+      return `sa|${v.namespace ?? ''}|${v.podUid ?? v.podName ?? v.username}`;
+    case 'mtls':
+      return `mtls|${v.username}`;
+    case 'bearerToken':
+      return conn.authorization ? `bearer|${createHash('sha256').update(conn.authorization).digest('hex').slice(0, 32)}` : null;
+  }
+}
+
 export interface FleetOptions {
   logger: Logger;
   metrics: Metrics;
@@ -63,8 +85,20 @@ export interface FleetOptions {
   retainDisconnectedMs?: number;
   /** The same remote config is offered again on one connection only after this long. Default 60 s. */
   offerRetryMs?: number;
-  /** New agents beyond this count are refused with UNAVAILABLE. Default 20,000. */
+  /**
+   * Connected agents beyond this count are refused with UNAVAILABLE. Records of disconnected agents
+   * make room for new ones (oldest first). Default 20,000.
+   */
   maxAgents?: number;
+  /** What one agent may make the bridge keep (src/fleet/bounds.ts); a message over a bound is refused. */
+  bounds?: Partial<AgentBounds>;
+  /** New instance_uids accepted per source address: a bucket of this size, refilled at `newAgentsPerSourcePerSecond`. Default 5,000 and 500/s. */
+  newAgentsPerSourceBurst?: number;
+  newAgentsPerSourcePerSecond?: number;
+  /** A record that never got a description (the agent never completed a first report) is dropped after this long. Default 10 s. */
+  unidentifiedTtlMs?: number;
+  /** Effective configs larger than this are stored and shown but not parsed to judge drift (it would block the event loop). Default 64 KiB. */
+  driftJudgeMaxBytes?: number;
   /** The namespace of agents that do not report `k8s.namespace.name` (standalone). Default "default". */
   defaultNamespace?: string;
   /** Decides each agent's namespace and selection labels. Default: its attributes (standalone mode). */
@@ -104,7 +138,13 @@ export class Fleet {
   readonly #byConnection = new Map<number, Set<string>>();
   readonly #log: Logger;
   readonly #metrics: Metrics;
-  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity' | 'credentials' | 'ownTelemetry' | 'serverCa'>>;
+  readonly #opts: Required<Omit<FleetOptions, 'logger' | 'metrics' | 'identity' | 'credentials' | 'ownTelemetry' | 'serverCa' | 'bounds'>>;
+  readonly #bounds: AgentBounds;
+  /** New-uid buckets per source address (bounded: the oldest source is dropped when full). */
+  readonly #newAgentBuckets = new Map<string, { tokens: number; at: number }>();
+  /** Refusals not yet logged, by reason (logged at most once per second with their count). */
+  readonly #refusals = { count: 0, loggedAt: 0 };
+  #textBytes = 0;
   readonly #ownTelemetry: (conn: AgentConnection) => OwnTelemetry;
   readonly #serverCa: () => string | undefined;
   readonly #credentials: CredentialPolicy | undefined;
@@ -139,6 +179,10 @@ export class Fleet {
       offlineAfterMs: opts.offlineAfterMs ?? heartbeat * 2000,
       disconnectedGraceMs: opts.disconnectedGraceMs ?? heartbeat * 2000,
       driftSettleMs: opts.driftSettleMs ?? 5000,
+      newAgentsPerSourceBurst: opts.newAgentsPerSourceBurst ?? 5000,
+      newAgentsPerSourcePerSecond: opts.newAgentsPerSourcePerSecond ?? 500,
+      unidentifiedTtlMs: opts.unidentifiedTtlMs ?? 10_000,
+      driftJudgeMaxBytes: opts.driftJudgeMaxBytes ?? 64 * 1024,
       retainDisconnectedMs: opts.retainDisconnectedMs ?? 15 * 60_000,
       offerRetryMs: opts.offerRetryMs ?? 60_000,
       maxAgents: opts.maxAgents ?? 20_000,
@@ -146,6 +190,7 @@ export class Fleet {
       now: opts.now ?? Date.now,
     };
     this.#identity = opts.identity ?? attributeIdentity(this.#opts.defaultNamespace);
+    this.#bounds = { ...DEFAULT_AGENT_BOUNDS, ...opts.bounds };
     this.#counters = {
       websocket: { received: this.#metrics.messagesReceived.labels('websocket'), sent: this.#metrics.messagesSent.labels('websocket') },
       http: { received: this.#metrics.messagesReceived.labels('http'), sent: this.#metrics.messagesSent.labels('http') },
@@ -198,28 +243,44 @@ export class Fleet {
       uid = uidToString(uidBytes);
       conn.uidCache = { bytes: Uint8Array.from(uidBytes), uid };
     }
+    // What one agent can make the bridge keep is bounded: a message over a bound is refused whole.
+    const over = exceededBound(msg, this.#bounds);
+    if (over) return this.#refuse(conn, uidBytes, uid, 'FB_OPAMP_AGENT_LIMIT', ServerErrorResponseType.BadRequest, `message refused: ${over}`);
     let rec = this.#agents.get(uid);
     const seq = toBigInt(msg.sequenceNum);
     const flags = toNumber(msg.flags);
     const response: ServerToAgentProps = { instanceUid: uidBytes, capabilities: SERVER_CAPABILITIES };
     let fullState = false;
-    const isNew = !rec;
     /** The agent's sequence started again on a record we know: its process (or its OpAMP client) restarted. */
     let restarted = false;
+    const claimant = holderOf(conn);
+
+    if (rec && !this.#mayHold(rec, conn, claimant, now)) {
+      // Another identity claims a uid that is held: refused, the holder untouched.
+      return this.#refuse(conn, uidBytes, uid, 'FB_OPAMP_UID_HELD', ServerErrorResponseType.BadRequest, `instance_uid ${uid} is held by another identity; use your own (or set RequestInstanceUid)`);
+    }
+    let recordUid = uidBytes;
+    if (rec && this.#isClone(rec, conn, flags, now)) {
+      // Two live connections keep taking one uid from each other (cloned agents): the newcomer gets
+      // a uid of its own (OpAMP agent_identification) instead of closing the other again.
+      recordUid = newUuidV7(now);
+      const fresh = uidToString(recordUid);
+      response.agentIdentification = { newInstanceUid: recordUid };
+      this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_UID_CLONED' });
+      this.#log.warn({ instanceUid: uid, newInstanceUid: fresh, connection: conn.id, code: 'FB_OPAMP_UID_CLONED' }, 'Two live connections keep claiming one instance_uid (cloned agents): gave the newer one a new uid');
+      uid = fresh;
+      rec = undefined;
+    }
+    const isNew = !rec;
 
     if (!rec) {
-      if (this.#agents.size >= this.#opts.maxAgents) {
-        this.#metrics.protocolErrors.inc({ transport: conn.transport, code: 'FB_OPAMP_OVERLOADED' });
-        return {
-          instanceUid: uidBytes,
-          errorResponse: {
-            type: ServerErrorResponseType.Unavailable,
-            errorMessage: `this server serves at most ${this.#opts.maxAgents} agents`,
-            retryInfo: { retryAfterNanoseconds: 30_000_000_000 },
-          },
-        };
+      if (!this.#admitNewAgent(conn, now)) {
+        return this.#refuse(conn, uidBytes, uid, 'FB_OPAMP_OVERLOADED', ServerErrorResponseType.Unavailable, 'too many new agents from this address; retry later', 10);
       }
-      rec = this.#newRecord(uid, uidBytes, conn, now);
+      if (this.#agents.size >= this.#opts.maxAgents && !this.#evictDisconnected()) {
+        return this.#refuse(conn, uidBytes, uid, 'FB_OPAMP_OVERLOADED', ServerErrorResponseType.Unavailable, `this server serves at most ${this.#opts.maxAgents} agents`, 30);
+      }
+      rec = this.#newRecord(uid, recordUid, conn, now);
       this.#agents.set(uid, rec);
       // OpAMP §sequence_num: a server with no state for the agent (new, or we restarted) asks for
       // full state, unless this is plainly a fresh agent's first report, or the message already
@@ -229,10 +290,13 @@ export class Fleet {
       this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent connected');
     } else {
       if (rec.connection && rec.connection.id !== conn.id && rec.connected && !hasBit(flags, AgentToServerFlags.RequestInstanceUid)) {
-        // Two live connections claim one instance_uid: the newest wins.
+        // Two live connections claim one instance_uid: the newest wins (an agent that reconnected
+        // before its old connection was seen to close).
         const old = rec.connection;
         this.#detach(old.id, uid);
         if (old.close) {
+          if (now - rec.takeovers.since > CLONE_WINDOW_MS) rec.takeovers = { count: 0, since: now };
+          rec.takeovers.count++;
           this.#log.warn({ instanceUid: uid, oldConnection: old.id, newConnection: conn.id }, 'Closed older connection of an agent that connected again');
           old.close(1008, 'replaced by a newer connection for this instance_uid');
         }
@@ -251,6 +315,7 @@ export class Fleet {
       }
       if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
     }
+    rec.holder = claimant;
 
     // Already recorded on this very connection (every heartbeat): nothing to attach.
     const wasOn = !isNew && rec.connected && rec.connection ? rec.connection.id : null;
@@ -278,7 +343,8 @@ export class Fleet {
       descriptionChanged = JSON.stringify(attributes) !== JSON.stringify(rec.attributes);
       rec.attributes = attributes;
     }
-    const clean = (s: string) => this.redactor.redact(s);
+    // Agent-written text is scrubbed of secret values, then cut to the bound (it only explains).
+    const clean = (s: string) => boundText(this.redactor.redact(s), this.#bounds);
     if (msg.health != null) rec.health = healthView(msg.health, clean);
     // The status first: an effective config in the same message belongs to the status it carries.
     if (msg.remoteConfigStatus != null) this.#recordConfigStatus(rec, msg.remoteConfigStatus, now);
@@ -289,7 +355,7 @@ export class Fleet {
         // After a push, agents report the config they were sent: reuse its (redacted) text rather
         // than decoding and hashing the same kilobytes once per agent.
         const d = rec.desired;
-        const text = d && bytes.length === d.body.length && d.body.equals(bytes) ? this.#desiredText(d) : this.#intern(clean(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')));
+        const text = d && bytes.length === d.body.length && d.body.equals(bytes) ? this.#desiredText(d) : this.#intern(this.redactor.redact(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')));
         files[k] = { body: text, contentType: internShort(f.contentType ?? '') };
       }
       rec.effectiveConfig = files;
@@ -364,10 +430,76 @@ export class Fleet {
     if (msg.packageStatuses != null || !fullState) this.#maybeAddPackages(rec, conn, response, now);
     // Connection settings wait while a config is on its way: agents that restart their OpAMP client
     // on an offer would otherwise drop a config they were about to apply and be sent it again.
-    if (!configSent && !this.#configInFlight(rec, now)) this.#maybeAddConnectionSettings(rec, conn, response, isNew || (restarted && this.#lostState(rec)));
+    if (isNew || restarted) rec.sequenceStartedAt = now;
+    if (isNew || (restarted && this.#lostState(rec))) rec.settingsMayBeForgotten = true;
+    if (!configSent && !this.#configInFlight(rec, now)) {
+      if (this.#maybeAddConnectionSettings(rec, conn, response, rec.settingsMayBeForgotten, now, this.#startingUp(rec, now))) rec.settingsMayBeForgotten = false;
+    }
     this.#counters[conn.transport].sent.inc();
     this.#changed();
     return response;
+  }
+
+  /** A refusal: counted under `code`, logged at most once a second (with how many were not), answered with error_response only. */
+  #refuse(conn: AgentConnection, uidBytes: Uint8Array, uid: string, code: string, type: number, message: string, retryAfterSeconds?: number): ServerToAgentProps {
+    this.#metrics.protocolErrors.inc({ transport: conn.transport, code });
+    const now = this.#opts.now();
+    const r = this.#refusals;
+    if (now - r.loggedAt >= 1000) {
+      this.#log.warn({ instanceUid: uid, transport: conn.transport, source: conn.remoteAddress, code, alsoRefusedSinceLastLine: r.count }, `Refused an agent's message: ${message}`);
+      r.loggedAt = now;
+      r.count = 0;
+    } else r.count++;
+    return {
+      instanceUid: uidBytes,
+      errorResponse: { type, errorMessage: message, ...(retryAfterSeconds ? { retryInfo: { retryAfterNanoseconds: retryAfterSeconds * 1_000_000_000 } } : {}) },
+    };
+  }
+
+  /**
+   * Whether `conn` may speak for the record: a uid is bound to the identity that holds it (its
+   * ServiceAccount token's pod, its certificate, its bearer token) while the holder is connected or
+   * within the grace after. A bearer token that replaces the holder's (a rotation) may take over.
+   */
+  #mayHold(rec: AgentRecord, conn: AgentConnection, claimant: string | null, now: number): boolean {
+    if (rec.holder === null || claimant === rec.holder) return true;
+    if (!rec.connected && (rec.pastGrace || now - (rec.disconnectedAt ?? rec.lastSeen) > this.#opts.disconnectedGraceMs)) return true;
+    const held = rec.connection?.authorization;
+    return held !== undefined && conn.authorization !== undefined && this.#credentials?.replacementFor(held) === conn.authorization;
+  }
+
+  /** Whether a second live WebSocket connection keeps taking this uid from a live one (cloned agents). */
+  #isClone(rec: AgentRecord, conn: AgentConnection, flags: number, now: number): boolean {
+    if (!rec.connected || !rec.connection?.send || !conn.send || rec.connection.id === conn.id) return false;
+    if (hasBit(flags, AgentToServerFlags.RequestInstanceUid)) return false;
+    return now - rec.takeovers.since <= CLONE_WINDOW_MS && rec.takeovers.count >= CLONE_TAKEOVERS;
+  }
+
+  /** A new uid from this source address, within its bucket (a flood of fresh uids from one address is refused). */
+  #admitNewAgent(conn: AgentConnection, now: number): boolean {
+    const source = conn.remoteAddress ?? '';
+    const burst = this.#opts.newAgentsPerSourceBurst;
+    let b = this.#newAgentBuckets.get(source);
+    if (!b) {
+      if (this.#newAgentBuckets.size >= 10_000) this.#newAgentBuckets.delete(this.#newAgentBuckets.keys().next().value!);
+      this.#newAgentBuckets.set(source, (b = { tokens: burst, at: now }));
+    }
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * this.#opts.newAgentsPerSourcePerSecond);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+
+  /** Makes room for a new agent by forgetting the longest-disconnected record; false when every record is connected. */
+  #evictDisconnected(): boolean {
+    let oldest: AgentRecord | null = null;
+    for (const rec of this.#agents.values()) {
+      if (!rec.connected && (oldest === null || rec.lastSeen < oldest.lastSeen)) oldest = rec;
+    }
+    if (!oldest) return false;
+    this.#agents.delete(oldest.uid);
+    return true;
   }
 
   /** A WebSocket closed: every agent last seen on it is disconnected (OpAMP §AgentDisconnect). */
@@ -404,21 +536,24 @@ export class Fleet {
     const now = this.#opts.now();
     const outbox: { rec: AgentRecord; conn: AgentConnection; msg: ServerToAgentProps }[] = [];
     for (const rec of this.#agents.values()) {
-      const before = rec.desired?.hashHex ?? null;
-      const packagesBefore = rec.packagesDesired?.allHashHex ?? null;
-      if (rec.description) this.#resolveIdentity(rec);
-      this.#computeDesired(rec);
-      this.#judgeDrift(rec, now);
-      this.#judgeComponents(rec);
-      const configChanged = (rec.desired?.hashHex ?? null) !== before || rec.repushDue;
-      const packagesChanged = (rec.packagesDesired?.allHashHex ?? null) !== packagesBefore;
-      if (!configChanged && !packagesChanged) continue;
-      const conn = rec.connection;
-      if (!rec.connected || !conn?.send) continue;
-      const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
-      const withConfig = configChanged && this.#maybeAddRemoteConfig(rec, conn, msg, now, 'debug');
-      const withPackages = packagesChanged && this.#maybeAddPackages(rec, conn, msg, now);
-      if (withConfig || withPackages) outbox.push({ rec, conn, msg });
+      // One agent's failure never stops the others' fan-out.
+      this.#isolated('refresh', rec, () => {
+        const before = rec.desired?.hashHex ?? null;
+        const packagesBefore = rec.packagesDesired?.allHashHex ?? null;
+        if (rec.description) this.#resolveIdentity(rec);
+        this.#computeDesired(rec);
+        this.#judgeDrift(rec, now);
+        this.#judgeComponents(rec);
+        const configChanged = (rec.desired?.hashHex ?? null) !== before || rec.repushDue;
+        const packagesChanged = (rec.packagesDesired?.allHashHex ?? null) !== packagesBefore;
+        if (!configChanged && !packagesChanged) return;
+        const conn = rec.connection;
+        if (!rec.connected || !conn?.send) return;
+        const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
+        const withConfig = configChanged && this.#maybeAddRemoteConfig(rec, conn, msg, now, 'debug');
+        const withPackages = packagesChanged && this.#maybeAddPackages(rec, conn, msg, now);
+        if (withConfig || withPackages) outbox.push({ rec, conn, msg });
+      }, undefined);
     }
     end();
     if (outbox.length > 0) {
@@ -455,7 +590,7 @@ export class Fleet {
       for (let i = from; i < to; i++) {
         const p = prepared[i]!;
         if (p.rec.connection !== p.conn || !p.rec.connected) continue;
-        p.conn.send!(p.msg, p.tail);
+        this.#isolated('send', p.rec, () => p.conn.send!(p.msg, p.tail), undefined);
         ws++;
       }
       if (ws > 0) this.#counters.websocket.sent.inc(ws);
@@ -476,9 +611,9 @@ export class Fleet {
       const conn = rec.connection;
       if (!rec.connected || !conn?.send) continue;
       const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
-      this.#maybeAddConnectionSettings(rec, conn, msg, false);
+      this.#isolated('reoffer', rec, () => this.#maybeAddConnectionSettings(rec, conn, msg, false), undefined);
       if (!msg.connectionSettings) continue;
-      conn.send(msg);
+      this.#isolated('send', rec, () => conn.send!(msg), undefined);
       this.#metrics.messagesSent.inc({ transport: conn.transport });
       sent++;
     }
@@ -518,7 +653,12 @@ export class Fleet {
     let changed = false;
     const outbox: { rec: AgentRecord; conn: AgentConnection; msg: ServerToAgentProps }[] = [];
     for (const [uid, rec] of this.#agents) {
-      if (rec.connected && rec.transport === 'http' && now - rec.lastSeen > this.#opts.offlineAfterMs) {
+      if (rec.description === null && now - rec.firstSeen > this.#opts.unidentifiedTtlMs) {
+        // Never completed a first report: not an agent we know (one that comes back is asked for its state).
+        this.#agents.delete(uid);
+        if (rec.connection) this.#detach(rec.connection.id, uid);
+        changed = true;
+      } else if (rec.connected && rec.transport === 'http' && now - rec.lastSeen > this.#opts.offlineAfterMs) {
         this.#disconnect(rec, now);
         this.#log.info({ instanceUid: uid }, 'HTTP agent stopped polling; marked disconnected');
         changed = true;
@@ -529,13 +669,15 @@ export class Fleet {
         this.#agents.delete(uid);
         changed = true;
       } else if (rec.connected && rec.drift === null && !rec.effectiveConfigFresh && rec.reported.status === 'APPLIED' && rec.desired?.hashHex === rec.reported.hash) {
-        this.#judgeDrift(rec, now);
-        if (rec.drift !== null || rec.repushDue) changed = true;
-        const conn = rec.connection;
-        if (rec.repushDue && conn?.send) {
-          const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
-          if (this.#maybeAddRemoteConfig(rec, conn, msg, now)) outbox.push({ rec, conn, msg });
-        }
+        this.#isolated('sweep', rec, () => {
+          this.#judgeDrift(rec, now);
+          if (rec.drift !== null || rec.repushDue) changed = true;
+          const conn = rec.connection;
+          if (rec.repushDue && conn?.send) {
+            const msg: ServerToAgentProps = { instanceUid: rec.uidBytes, capabilities: SERVER_CAPABILITIES };
+            if (this.#maybeAddRemoteConfig(rec, conn, msg, now)) outbox.push({ rec, conn, msg });
+          }
+        }, undefined);
       }
     }
     if (outbox.length > 0) this.#sendAll(outbox);
@@ -575,8 +717,29 @@ export class Fleet {
 
   /** Every known agent as the API shows it. */
   views(): AgentView[] {
-    return [...this.#agents.values()].map((r) => this.view(r));
+    const out: AgentView[] = [];
+    for (const r of this.#agents.values()) {
+      const v = this.#isolated('view', r, () => this.view(r), null);
+      if (v) out.push(v);
+    }
+    return out;
   }
+
+  /** Runs one agent's part of a loop over the fleet; an error is logged (once a second) and that agent skipped. */
+  #isolated<T>(where: string, rec: AgentRecord, fn: () => T, fallback: T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.#metrics.protocolErrors.inc({ transport: rec.transport, code: 'FB_INTERNAL_AGENT_ERROR' });
+      const now = this.#opts.now();
+      if (now - this.#isolatedLoggedAt >= 1000) {
+        this.#isolatedLoggedAt = now;
+        this.#log.error({ err, instanceUid: rec.uid, where }, 'Skipped one agent after an error; the others are unaffected');
+      }
+      return fallback;
+    }
+  }
+  #isolatedLoggedAt = 0;
 
   /** One agent by canonical UUID or 32 hex digits; undefined when unknown or malformed. */
   viewOf(uid: string): AgentView | undefined {
@@ -680,6 +843,10 @@ export class Fleet {
       offeredSettings: null,
       noSettingsOffer: null,
       refused: {},
+      holder: null,
+      takeovers: { count: 0, since: now },
+      sequenceStartedAt: now,
+      settingsMayBeForgotten: true,
       connectionSettingsStatus: null,
       resources: null,
     };
@@ -790,8 +957,13 @@ export class Fleet {
   #intern(text: string): string {
     const known = this.#texts.get(text);
     if (known !== undefined) return known;
-    if (this.#texts.size >= 2000) this.#texts.clear();
+    // Bounded in entries and bytes (an agent may report a new text with every message).
+    if (this.#texts.size >= 2000 || this.#textBytes + text.length > TEXT_TABLE_CHARS) {
+      this.#texts.clear();
+      this.#textBytes = 0;
+    }
     this.#texts.set(text, text);
+    this.#textBytes += text.length;
     return text;
   }
 
@@ -816,7 +988,8 @@ export class Fleet {
       return;
     }
     const body = files['']?.body ?? Object.values(files)[0]?.body;
-    if (body === undefined) {
+    // Parsing a large config would hold the event loop (about 1 ms per KiB): not judged.
+    if (body === undefined || body.length > this.#opts.driftJudgeMaxBytes) {
       rec.drift = null;
       return;
     }
@@ -875,7 +1048,9 @@ export class Fleet {
       rec.statusAt = now;
       rec.effectiveConfigFresh = false;
     }
-    rec.reported = { hash, status, errorMessage: this.redactor.redact(s.errorMessage ?? '') };
+    rec.reported = { hash, status, errorMessage: boundText(this.redactor.redact(s.errorMessage ?? ''), this.#bounds) };
+    // The agent runs the desired config after all (a FAILED report was a forgery or is old news).
+    if (status === 'APPLIED' && hash !== null && hash === rec.failedHash) rec.failedHash = null;
     if (status === 'FAILED' && hash !== null) {
       // Never re-push automatically a config the agent reported FAILED.
       if (rec.desired && hash === rec.desired.hashHex) rec.failedHash = hash;
@@ -1021,14 +1196,14 @@ export class Fleet {
    * client on every offer would otherwise loop). Every `opamp` part is complete (endpoint, headers,
    * a non-zero heartbeat): a partial one resets fields in Go clients and the Supervisor.
    */
-  #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean, now = this.#opts.now()): void {
+  #maybeAddConnectionSettings(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, agentMayHaveForgotten: boolean, now = this.#opts.now(), holdTelemetry = false): boolean {
     // Hot path (every heartbeat): nothing can have changed for an agent already judged under the
     // current settings epoch, unless it may have forgotten them or reports another hash.
     const last = rec.offeredSettings;
     const reported = rec.connectionSettingsStatus?.hash ?? null;
-    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && (reported === null || reported === last.hash)) return;
+    if (!agentMayHaveForgotten && last && last.epoch === this.#settingsEpoch && (reported === null || reported === last.hash)) return true;
     const none = rec.noSettingsOffer;
-    if (!agentMayHaveForgotten && !last && none && none.epoch === this.#settingsEpoch && none.capabilities === rec.capabilities) return;
+    if (!agentMayHaveForgotten && !last && none && none.epoch === this.#settingsEpoch && none.capabilities === rec.capabilities) return true;
 
     // The settings as they should be: an `opamp` part for agents that accept one, and a destination
     // for each own signal the agent reports. The hash names all of them, sent or not.
@@ -1063,6 +1238,12 @@ export class Fleet {
       parts.push([signal, d.endpoint, headers]);
     }
     const telemetry = Object.keys(offers).length > 0;
+    // Own-telemetry destinations wait while the agent starts: the OpAMP Supervisor connects before it
+    // composes its first collector config, and an offer handled meanwhile can be overwritten
+    // (supervisor.go Start: startOpAMP before loadAndWriteInitialMergedConfig; composeMergedConfig
+    // takes no lock), and it reports no settings status that would show the loss. Its first healthy
+    // report comes from the collector, after start-up. Judged again with the next message.
+    if (telemetry && holdTelemetry) return false;
     const hash = createHash('sha256').update(JSON.stringify(parts)).digest();
     const hashHex = hash.toString('hex');
 
@@ -1071,7 +1252,7 @@ export class Fleet {
     // unless it lost it.
     if (reported === hashHex || (last?.hash === hashHex && reported === null && !agentMayHaveForgotten)) {
       rec.offeredSettings = { hash: hashHex, opamp: opamp?.hash ?? null, at: last?.at ?? 0, epoch: this.#settingsEpoch };
-      return;
+      return true;
     }
     const disagrees = reported !== null;
     // The `opamp` part goes when it changes what the agent runs: the part offered last, or, never
@@ -1087,13 +1268,14 @@ export class Fleet {
     if (!offers.opamp && !telemetry) {
       if (!last) rec.noSettingsOffer = { epoch: this.#settingsEpoch, capabilities: rec.capabilities };
       else rec.offeredSettings = { ...last, epoch: this.#settingsEpoch };
-      return;
+      return true;
     }
     // Never the same offer twice within offerRetryMs: an agent that restarts its client on each
     // offer (supervisor.go onOpampConnectionSettings; opamp-go does not compare hashes) would loop.
-    if (last?.hash === hashHex && now - last.at < this.#opts.offerRetryMs) return;
+    if (last?.hash === hashHex && now - last.at < this.#opts.offerRetryMs) return true;
     msg.connectionSettings = { hash, ...offers };
     rec.offeredSettings = { hash: hashHex, opamp: opampHash, at: now, epoch: this.#settingsEpoch };
+    return true;
   }
 
   /** Whether a remote config sent to the agent has not yet been answered (held for at most offerRetryMs). */
@@ -1101,6 +1283,11 @@ export class Fleet {
     const o = rec.offered;
     const d = rec.desired;
     return !!o && !!d && o.hash === d.hashHex && rec.reported.hash !== d.hashHex && now - o.at < this.#opts.offerRetryMs;
+  }
+
+  /** An agent that reports health and has not reported healthy since its sequence (re)started (at most offerRetryMs). */
+  #startingUp(rec: AgentRecord, now: number): boolean {
+    return hasBit(rec.capabilities, AgentCapabilities.ReportsHealth) && rec.health?.healthy !== true && now - rec.sequenceStartedAt < this.#opts.offerRetryMs;
   }
 
   /** A restarted agent that reports no remote config at all has lost what it was offered before. */

@@ -31,6 +31,8 @@ export interface AgentConnection {
   readonly transport: TransportName;
   /** The URL the agent used to reach us (scheme, Host header, path): offered back in connection settings. */
   readonly endpoint: string;
+  /** The peer's IP address (new agents per address are rate-limited). */
+  readonly remoteAddress?: string | undefined;
   /** The Authorization header the agent connected with, echoed in connection-settings offers so the agent keeps it. */
   readonly authorization?: string | undefined;
   /** The identity the server verified at connect (e.g. from a ServiceAccount token), if any. */

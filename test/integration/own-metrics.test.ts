@@ -71,10 +71,6 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
       // No `--config yaml:service::telemetry::metrics::level: none` (the harness default): that
       // would switch the collector's own metrics off.
       extraConfig: { capabilities: { reports_own_metrics: true }, agent: { args: [] } },
-      // The Supervisor (v0.149) can lose an offer handled while it composes its collector's first
-      // config (see the option); until the bridge holds offers until the agent runs, the harness
-      // delivers the bridge's answers after that start-up.
-      holdServerUntilStarted: true,
     });
     const uid = agent.instanceUid;
 

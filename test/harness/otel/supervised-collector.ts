@@ -19,7 +19,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ensureOtelBinaries } from './binaries.js';
@@ -77,19 +76,6 @@ export interface SupervisedCollectorOptions {
    * carries a description that refers to them as `${env:POD_NAME}`.
    */
   env?: Record<string, string>;
-  /**
-   * Holds everything the server sends to the Supervisor until the Supervisor has composed its
-   * collector's initial config (its log says "Effective config found, starting agent initial time";
-   * needs logLevel debug). The Supervisor (v0.149, supervisor.go Start) starts its OpAMP client
-   * before loadAndWriteInitialMergedConfig, and composeMergedConfig is not atomic (it composes,
-   * compares and stores without a lock): a remote config or own-telemetry offer handled by onMessage
-   * while the initial config is being composed can be overwritten by the initial, older
-   * composition, and the collector then runs without it until something else changes the config.
-   * With this, what the server sends first arrives after start-up, as on a Supervisor that started
-   * a moment earlier. Connections go through a loopback relay in the test process; the bridge sees
-   * the relay's address as the agent's endpoint.
-   */
-  holdServerUntilStarted?: boolean;
   /**
    * A local collector config merged AFTER the pushed one: written to `<workDir>/local-override.yaml`
    * and listed last in `agent.config_files` (`$OWN_TELEMETRY_CONFIG`, `$OPAMP_EXTENSION_CONFIG`,
@@ -170,10 +156,8 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
     await writeFile(localOverridePath, '# Merged after $REMOTE_CONFIG: wins over the pushed config (test/harness/otel/supervised-collector.ts)\n' + stringify(opts.localOverride));
     agent['config_files'] = ['$OWN_TELEMETRY_CONFIG', '$OPAMP_EXTENSION_CONFIG', '$REMOTE_CONFIG', localOverridePath];
   }
-  if (opts.holdServerUntilStarted && (opts.logLevel ?? 'debug') !== 'debug') throw new TypeError('holdServerUntilStarted needs logLevel debug (it waits for a debug line of the Supervisor)');
-  const gate = opts.holdServerUntilStarted ? await startServerGate(new URL(opts.endpoint)) : null;
   const config: Record<string, unknown> = {
-    server: { endpoint: gate ? gate.endpoint : opts.endpoint },
+    server: { endpoint: opts.endpoint },
     capabilities: {
       accepts_remote_config: true,
       reports_remote_config: true,
@@ -198,27 +182,6 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
   await writeFile(configPath, header + stringify(config));
 
   const proc = spawnGroup(supervisor, ['--config', configPath], { env, cwd: workDir, logFile: join(workDir, 'supervisor.log') });
-  if (gate) {
-    // Start-up is over once runAgentProcess runs (it starts after loadAndWriteInitialMergedConfig):
-    // its first line, after the bootstrap run ("Supervisor starting"). Bounded: after the longest
-    // start-up the harness allows, the gate opens anyway (and the test fails on its own terms).
-    const bound = Date.now() + (opts.bootstrapTimeoutMs ?? 20_000) + (opts.startTimeoutMs ?? 30_000);
-    const started = () => {
-      const out = proc.output();
-      const from = out.lastIndexOf('"msg":"Supervisor starting"');
-      return from >= 0 && out.includes('"msg":"Effective config found, starting agent initial time"', from);
-    };
-    const poll = setInterval(() => {
-      if (started() || proc.hasExited() || Date.now() > bound) {
-        clearInterval(poll);
-        gate.open();
-      }
-    }, 10);
-    void proc.exited.then(() => {
-      clearInterval(poll);
-      void gate.close();
-    });
-  }
   const stateFile = join(storageDir, 'persistent_state.yaml');
   const effectiveFile = join(storageDir, 'effective.yaml');
   const describe = () => `supervisor pid ${proc.pid}${proc.hasExited() ? ' (exited)' : ''}, output tail:\n${proc.output().slice(-6000)}`;
@@ -236,7 +199,6 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
     );
   } catch (err) {
     await proc.stop('SIGKILL', 1000);
-    await gate?.close();
     throw err;
   }
 
@@ -270,7 +232,6 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
     exited: proc.exited,
     async stop(s = {}) {
       await proc.stop('SIGINT', s.timeoutMs ?? 15_000);
-      await gate?.close();
     },
   };
 }
@@ -342,58 +303,6 @@ export async function startCollectorWithOpampExtension(opts: ExtensionCollectorO
     exited: proc.exited,
     async stop(s = {}) {
       await proc.stop('SIGTERM', s.timeoutMs ?? 10_000);
-    },
-  };
-}
-
-/**
- * A loopback TCP relay to `target` that passes what the agent sends at once and holds what the
- * server sends (the WebSocket handshake answer included) until open(); then it is a plain relay.
- */
-async function startServerGate(target: URL): Promise<{ endpoint: string; open(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let opened = false;
-  const waiting: (() => void)[] = [];
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname.replace(/^\[|\]$/g, ''));
-    sockets.add(client);
-    sockets.add(upstream);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    for (const s of [client, upstream]) {
-      s.on('error', end);
-      s.on('close', end);
-    }
-    client.pipe(upstream);
-    const release = () => upstream.pipe(client);
-    if (opened) release();
-    else waiting.push(release);
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
-  });
-  const endpoint = new URL(target.href);
-  endpoint.hostname = '127.0.0.1';
-  endpoint.port = String(port);
-  let closing: Promise<void> | undefined;
-  return {
-    endpoint: endpoint.href,
-    open() {
-      if (opened) return;
-      opened = true;
-      for (const release of waiting.splice(0)) release();
-    },
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      });
-      return closing;
     },
   };
 }

@@ -427,7 +427,7 @@ describe('Fleet: own-telemetry offers', () => {
       ownTelemetry: () => ({ metrics: { endpoint: 'https://otlp.example/v1/metrics', headers: { 'x-api-key': apiKey } }, logs: { endpoint: 'https://otlp.example/v1/logs', headers: {} } }),
     });
     const conn = wsConn();
-    const r = f.handleMessage(conn, msg({ instanceUid: uid(50), sequenceNum: 0, capabilities: CAPS | C.ReportsOwnMetrics, agentDescription: desc({}) }));
+    const r = f.handleMessage(conn, msg({ instanceUid: uid(50), sequenceNum: 0, capabilities: CAPS | C.ReportsOwnMetrics, agentDescription: desc({}), health: { healthy: true } }));
     const cs = r.connectionSettings!;
     expect(cs.opamp).toBeUndefined(); // it does not accept OpAMP connection settings
     expect(cs.ownMetrics).toEqual({ destinationEndpoint: 'https://otlp.example/v1/metrics', headers: { headers: [{ key: 'x-api-key', value: 'k1' }] } });

@@ -192,6 +192,27 @@ describe('connection-settings offers only when they change what the agent has', 
   });
 });
 
+describe('own-telemetry offers wait while the agent starts', () => {
+  it('offers own-metrics destinations once an agent that reports health is healthy, not before', () => {
+    let now = 1_000_000;
+    const f = setup({ now: () => now, ownTelemetry: () => ({ metrics: { endpoint: 'http://127.0.0.1:8080/v1/metrics', headers: {} } }) });
+    const caps = CAPS | C.ReportsOwnMetrics;
+    const a = wsConn();
+    const first = f.handleMessage(a, msg({ instanceUid: uid(14), sequenceNum: 0, capabilities: caps, agentDescription: desc({}), health: { healthy: false, status: 'starting' } }));
+    expect(first.connectionSettings).toBeUndefined();
+    now += 500;
+    expect(f.handleMessage(a, msg({ instanceUid: uid(14), sequenceNum: 1, capabilities: caps })).connectionSettings).toBeUndefined();
+    now += 500;
+    const healthy = f.handleMessage(a, msg({ instanceUid: uid(14), sequenceNum: 2, capabilities: caps, health: { healthy: true } }));
+    expect(healthy.connectionSettings?.ownMetrics?.destinationEndpoint).toBe('http://127.0.0.1:8080/v1/metrics');
+    // An agent that never becomes healthy gets them after offerRetryMs.
+    const b = wsConn();
+    f.handleMessage(b, msg({ instanceUid: uid(15), sequenceNum: 0, capabilities: caps, agentDescription: desc({}), health: { healthy: false } }));
+    now += 60_000;
+    expect(f.handleMessage(b, msg({ instanceUid: uid(15), sequenceNum: 1, capabilities: caps })).connectionSettings?.ownMetrics).toBeDefined();
+  });
+});
+
 describe('requests the server does not serve are refused explicitly', () => {
   it('answers a ConnectionSettingsRequest with BAD_REQUEST alone, counts it, and asks for full state on the next message', async () => {
     const f = setup();
