@@ -353,8 +353,9 @@ describe.skipIf(skip)('the operator with real OpenTelemetry Collectors (Supervis
       expect(cond(c.status, 'Degraded')?.status).toBe('False');
       expect(cond(c.status, 'ConfigValid')?.status).toBe('True');
     }, WAIT);
-    // Nothing drifted: the effective config each collector reports contains the pushed one.
-    for (const s of f.sidecars) expect((await view(f.op, s.agent.instanceUid)).drift).toEqual({ drifted: false, differences: [] });
+    // Nothing drifted: the effective config each collector reports contains the pushed one (judged
+    // once an effective config reported with or after APPLIED arrives, or 5 s after APPLIED).
+    for (const s of f.sidecars) await vi.waitFor(async () => expect((await view(f.op, s.agent.instanceUid)).drift).toEqual({ drifted: false, differences: [] }), WAIT);
   }, 180_000);
 
   it('sidecars that start after their Collector exists (the usual order) run it, or are reported drifted when the Supervisor lost it', async () => {
