@@ -132,6 +132,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     metrics,
     heartbeatIntervalSeconds: heartbeat,
     maxAgents: bridgeSpec.limits.maxAgents,
+    bounds: bridgeSpec.limits.agentReports ?? {},
     defaultNamespace: bridgeNamespace,
   });
 

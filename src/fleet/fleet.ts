@@ -190,7 +190,7 @@ export class Fleet {
       now: opts.now ?? Date.now,
     };
     this.#identity = opts.identity ?? attributeIdentity(this.#opts.defaultNamespace);
-    this.#bounds = { ...DEFAULT_AGENT_BOUNDS, ...opts.bounds };
+    this.#bounds = { ...DEFAULT_AGENT_BOUNDS, ...Object.fromEntries(Object.entries(opts.bounds ?? {}).filter(([, v]) => v !== undefined)) };
     this.#counters = {
       websocket: { received: this.#metrics.messagesReceived.labels('websocket'), sent: this.#metrics.messagesSent.labels('websocket') },
       http: { received: this.#metrics.messagesReceived.labels('http'), sent: this.#metrics.messagesSent.labels('http') },

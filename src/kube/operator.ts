@@ -185,6 +185,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     metrics,
     heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? spec.heartbeatIntervalSeconds,
     maxAgents: spec.limits.maxAgents,
+    bounds: spec.limits.agentReports ?? {},
     defaultNamespace: ns,
     identity: podIdentity(podIndex, serves),
   });

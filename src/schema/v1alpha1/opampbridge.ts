@@ -115,14 +115,25 @@ export const OpAMPBridgeSpec = z
       .object({
         maxAgents: z.number().int().min(1).default(20000),
         /** Largest AgentToServer accepted, in bytes (after decompression). */
-        maxMessageBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+        maxMessageBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+        agentReports: z
+          .object({
+            maxAttributes: z.number().int().min(1).optional().describe('Attributes per description list (nested entries included). Default 256.'),
+            maxValueBytes: z.number().int().min(64).optional().describe('Bytes of one attribute value. Default 4096.'),
+            maxHealthNodes: z.number().int().min(1).optional().describe('Components in a health report. Default 2000.'),
+            maxEffectiveConfigBytes: z.number().int().min(1024).optional().describe('Bytes of an effective config, all files. Default 1 MiB.'),
+            maxComponents: z.number().int().min(1).optional().describe('Entries of an available-components report. Default 5000.'),
+          })
+          .strict()
+          .optional()
+          .describe('What one agent may report; a message over a bound is refused with BAD_REQUEST and the reason (defaults: a real collector\'s largest reports with a wide margin).'),
         /** Messages per second one connection may send (burst: twice that); more get UNAVAILABLE. 0 = no limit. */
         maxMessagesPerSecond: z.number().min(0).default(50),
         /** Open WebSocket connections from one source address; more get 429. 0 = no limit (a proxy or NAT may put a fleet behind one address). */
         maxConnectionsPerSource: z.number().int().min(0).default(0),
       })
       .strict()
-      .default({ maxAgents: 20000, maxMessageBytes: 16 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0 }),
+      .default({ maxAgents: 20000, maxMessageBytes: 4 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0 }),
   })
   .strict()
   .meta({
