@@ -96,3 +96,14 @@ export function normalise(t: Typed | undefined): Typed | undefined {
   if ('map' in t) return { map: Object.fromEntries(Object.entries(t.map).map(([k, x]) => [k, normalise(x)!])) };
   return t;
 }
+
+/**
+ * How Go programs write each string (`goyaml --marshal`): yaml.v3 documents holding it (at several
+ * depths and indentations, and in a sequence), encoding/json compact and indented, and fmt's %q,
+ * %+q and %#v — the forms an agent built on Go reports a value back in.
+ */
+export function goMarshal(binary: string, values: readonly string[]): string[][] {
+  const r = spawnSync(binary, ['--marshal'], { input: JSON.stringify(values), encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`goyaml --marshal failed: ${r.stderr || r.error}`);
+  return JSON.parse(r.stdout) as string[][];
+}

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -82,6 +83,10 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "--marshal" {
+		marshal(in)
+		return
+	}
 	var texts []string
 	if err := json.Unmarshal(in, &texts); err != nil {
 		panic(err)
@@ -105,6 +110,52 @@ func main() {
 			}
 		}
 		out[i] = entry
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		panic(err)
+	}
+}
+
+// marshal (--marshal): stdin is a JSON array of strings; stdout a JSON array with, for each, the
+// texts Go programs write it as: yaml.v3 documents (at several depths, indentations and in a
+// sequence), encoding/json (compact and indented) and fmt's %q and %+q, as an agent might
+// report it back in an effective config or an error message.
+func marshal(in []byte) {
+	var values []string
+	if err := json.Unmarshal(in, &values); err != nil {
+		panic(err)
+	}
+	out := make([][]string, len(values))
+	for i, v := range values {
+		var forms []string
+		docs := []any{
+			map[string]any{"k": v},
+			map[string]any{"exporters": map[string]any{"otlp": map[string]any{"headers": map[string]any{"key": v}}}},
+			[]any{v, map[string]any{"k": []any{v}}},
+		}
+		for _, d := range docs {
+			for _, indent := range []int{2, 4, 8} {
+				var b bytes.Buffer
+				enc := yaml.NewEncoder(&b)
+				enc.SetIndent(indent)
+				if err := enc.Encode(d); err != nil {
+					panic(err)
+				}
+				enc.Close()
+				forms = append(forms, b.String())
+			}
+			if b, err := yaml.Marshal(d); err == nil {
+				forms = append(forms, string(b))
+			}
+			if b, err := json.Marshal(d); err == nil {
+				forms = append(forms, string(b))
+			}
+			if b, err := json.MarshalIndent(d, "", "  "); err == nil {
+				forms = append(forms, string(b))
+			}
+		}
+		forms = append(forms, fmt.Sprintf("error: %q", v), fmt.Sprintf("error: %+q", v), fmt.Sprintf("error: %#v", map[string]string{"k": v}))
+		out[i] = forms
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		panic(err)
