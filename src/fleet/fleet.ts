@@ -97,7 +97,7 @@ export interface FleetOptions {
   newAgentsPerSourcePerSecond?: number;
   /** A record that never got a description (the agent never completed a first report) is dropped after this long. Default 10 s. */
   unidentifiedTtlMs?: number;
-  /** Effective configs larger than this are stored and shown but not parsed to judge drift (it would block the event loop). Default 64 KiB. */
+  /** Effective configs larger than this are stored and shown but not parsed to judge drift (about 1 ms per KiB on the event loop). Default 32 KiB. */
   driftJudgeMaxBytes?: number;
   /** The namespace of agents that do not report `k8s.namespace.name` (standalone). Default "default". */
   defaultNamespace?: string;
@@ -182,7 +182,7 @@ export class Fleet {
       newAgentsPerSourceBurst: opts.newAgentsPerSourceBurst ?? 5000,
       newAgentsPerSourcePerSecond: opts.newAgentsPerSourcePerSecond ?? 500,
       unidentifiedTtlMs: opts.unidentifiedTtlMs ?? 10_000,
-      driftJudgeMaxBytes: opts.driftJudgeMaxBytes ?? 64 * 1024,
+      driftJudgeMaxBytes: opts.driftJudgeMaxBytes ?? 32 * 1024,
       retainDisconnectedMs: opts.retainDisconnectedMs ?? 15 * 60_000,
       offerRetryMs: opts.offerRetryMs ?? 60_000,
       maxAgents: opts.maxAgents ?? 20_000,

@@ -138,6 +138,7 @@ export const REDACTED = '[REDACTED]';
 export class Redactor {
   readonly #values = new Map<string, true>();
   #matcher: Matcher | null = null;
+  #seeds: Matcher | null = null;
   #dirty = false;
   readonly #cache = new Map<string, string>();
   #cachedChars = 0;
@@ -169,6 +170,7 @@ export class Redactor {
     if (!text || this.#values.size === 0) return text;
     if (this.#dirty || !this.#matcher) {
       this.#matcher = new Matcher(needlesOf(this.#values.keys()));
+      this.#seeds = new Matcher(seedsOf(this.#values.keys()));
       this.#dirty = false;
       this.#cache.clear();
       this.#cachedChars = 0;
@@ -178,7 +180,7 @@ export class Redactor {
       const known = this.#cache.get(text);
       if (known !== undefined) return known;
     }
-    const out = redactWith(this.#matcher, text);
+    const out = redactWith(this.#matcher, this.#seeds!, text);
     if (cacheable) {
       if (this.#cache.size >= CACHE_MAX_ENTRIES || this.#cachedChars + text.length + out.length > CACHE_MAX_CHARS) {
         this.#cache.clear();
@@ -238,6 +240,27 @@ function needlesOf(values: Iterable<string>): string[] {
   }
   return [...out];
 }
+
+/**
+ * What every textual form of each value keeps: its runs of ASCII letters and digits (the longest
+ * few of at least SEED_CHARS, or the whole value's when it has none that long). Quoting, escaping
+ * (JSON, YAML, Go's %q escape only other characters), folding and re-indenting leave them whole.
+ */
+function seedsOf(values: Iterable<string>): string[] {
+  const out = new Set<string>();
+  for (const v of values) {
+    const runs = v.match(/[A-Za-z0-9]+/g) ?? [];
+    const long = runs.filter((r) => r.length >= SEED_CHARS);
+    if (long.length > 0) for (const r of long) out.add(r);
+    else {
+      const best = runs.sort((a, b) => b.length - a.length)[0];
+      // A value with no letters or digits at all: its first character, so the structure is always checked.
+      out.add(best ?? v.slice(0, 1));
+    }
+  }
+  return [...out];
+}
+const SEED_CHARS = 8;
 
 /** Text as a matcher reads it, with the offsets in the original text each of its characters came from. */
 interface View {
@@ -461,7 +484,7 @@ class Matcher {
   }
 }
 
-function redactWith(m: Matcher, text: string): string {
+function redactWith(m: Matcher, seeds: Matcher, text: string): string {
   const spans = m.find(text);
   let out = text;
   if (spans.length > 0) {
@@ -474,7 +497,10 @@ function redactWith(m: Matcher, text: string): string {
     parts.push(text.slice(at));
     out = parts.join('');
   }
-  if (out.length <= MAX_STRUCTURE_CHARS && LINE_BREAK.test(out)) return redactStructure(m, out) ?? out;
+  // The structural pass parses the text (about 1 ms per KiB): only for a text that holds what every
+  // form of some value keeps — a run of its letters and digits, which no quoting, escaping, folding
+  // or re-indenting changes.
+  if (out.length <= MAX_STRUCTURE_CHARS && LINE_BREAK.test(out) && (spans.length > 0 || seeds.find(out).length > 0)) return redactStructure(m, out) ?? out;
   return out;
 }
 

@@ -1,59 +1,47 @@
 /**
  * A well-behaved agent that heartbeats while a test attacks the bridge, and records how long each
  * answer took: the abuse tests assert that it keeps being answered (within 2 s) whatever the
- * attackers do. Run the bridge as a child process (test/harness/bridge-process.ts) so that the
- * attackers' own work in the test process does not delay the bystander's clock.
+ * attackers do. It runs in its own process (bystander-child.mjs), so that the attackers' work in the
+ * test process (encoding megabytes, sending thousands of requests) never delays its clock; run the
+ * bridge as a child process too (test/harness/bridge-process.ts).
  */
-import { RawWsAgent } from './raw-agent.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnJsonLines, type JsonLinesChild } from './child-process.js';
+
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'bystander-child.mjs');
 
 export interface Bystander {
-  readonly agent: RawWsAgent;
+  readonly child: JsonLinesChild;
   /** Round-trip times of every heartbeat answered so far, ms. */
-  readonly latencies: number[];
+  latencies(): number[];
   /** The longest wait for an answer so far, including a heartbeat still unanswered now. */
   worstMs(): number;
-  /** Stops heartbeating; resolves with the latencies. Throws if the connection closed meanwhile. */
+  /** Stops heartbeating and closes; resolves with the latencies. */
   stop(): Promise<number[]>;
 }
 
 /**
- * Connects to `wsUrl` with `headers`, reports a description, and sends a heartbeat every
- * `intervalMs` (default 250), one at a time: the next goes when the last was answered or the
- * interval passed, whichever is later.
+ * Connects to `wsUrl` with `headers`, reports a description (service.name bystander), and sends a
+ * heartbeat every `intervalMs` (default 250), one at a time. Resolves after its first answer.
  */
-export async function startBystander(wsUrl: string, opts: { headers?: Record<string, string>; intervalMs?: number; attributes?: Record<string, string> } = {}): Promise<Bystander> {
-  const agent = await RawWsAgent.connect(wsUrl, undefined, opts.headers ?? {});
-  const interval = opts.intervalMs ?? 250;
-  const latencies: number[] = [];
-  const attrs = Object.entries({ 'service.name': 'bystander', ...(opts.attributes ?? {}) }).map(([key, v]) => ({ key, value: { stringValue: v } }));
-  agent.send({ agentDescription: { identifyingAttributes: attrs }, capabilities: 1 });
-  await agent.waitForMessages(1, 10_000);
-  let stopped = false;
-  let pendingSince: number | null = null;
-  const loop = (async () => {
-    while (!stopped) {
-      const n = agent.received.length;
-      pendingSince = Date.now();
-      agent.send({ capabilities: 1 });
-      await agent.waitForMessages(n + 1, 30_000);
-      latencies.push(Date.now() - pendingSince);
-      pendingSince = null;
-      const wait = interval - latencies[latencies.length - 1]!;
-      if (wait > 0 && !stopped) await new Promise((r) => setTimeout(r, wait));
-    }
-  })();
+export async function startBystander(wsUrl: string, opts: { headers?: Record<string, string>; intervalMs?: number } = {}): Promise<Bystander> {
+  const child = spawnJsonLines(process.execPath, [CHILD, wsUrl, JSON.stringify(opts.headers ?? {}), String(opts.intervalMs ?? 250)], { name: 'bystander' });
+  await child.waitFor((e) => e['event'] === 'answer', { timeoutMs: 10_000 });
+  const latencies = () => child.events.filter((e) => e['event'] === 'answer').map((e) => e['ms'] as number);
   return {
-    agent,
+    child,
     latencies,
     worstMs() {
-      const open = pendingSince === null ? 0 : Date.now() - pendingSince;
-      return Math.max(open, ...latencies, 0);
+      const closed = child.events.find((e) => e['event'] === 'closed');
+      if (closed) return Number.POSITIVE_INFINITY;
+      const last = child.events.at(-1);
+      const open = last?.['event'] === 'sent' ? Date.now() - (last['at'] as number) : 0;
+      return Math.max(open, ...latencies(), 0);
     },
     async stop() {
-      stopped = true;
-      await loop;
-      agent.close();
-      return latencies;
+      await child.stop();
+      return latencies();
     },
   };
 }

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { WebSocket } from 'ws';
+import { Agent as UndiciAgent } from 'undici';
 import { pb, type ServerToAgent } from '../../src/opamp/messages.js';
 import { uidToString } from '../../src/opamp/uid.js';
 
@@ -120,16 +121,18 @@ export class RawWsAgent {
 export async function httpPost(
   url: string,
   body: Buffer,
-  opts: { gzip?: boolean; acceptGzip?: boolean; contentType?: string; method?: string } = {},
+  opts: { gzip?: boolean; acceptGzip?: boolean; contentType?: string; method?: string; headers?: Record<string, string>; localAddress?: string } = {},
 ): Promise<{ status: number; headers: Headers; message: ServerToAgent | null; text: string }> {
-  const headers: Record<string, string> = { 'Content-Type': opts.contentType ?? 'application/x-protobuf' };
+  const headers: Record<string, string> = { 'Content-Type': opts.contentType ?? 'application/x-protobuf', ...opts.headers };
   let payload = body;
   if (opts.gzip) {
     payload = gzipSync(body);
     headers['Content-Encoding'] = 'gzip';
   }
   headers['Accept-Encoding'] = opts.acceptGzip ? 'gzip' : 'identity';
-  const res = await fetch(url, { method: opts.method ?? 'POST', headers, body: opts.method === 'GET' ? undefined : payload });
+  // A source address of the loopback range other than 127.0.0.1 (per-source limits), through its own dispatcher.
+  const dispatcher = opts.localAddress ? localDispatcher(opts.localAddress) : undefined;
+  const res = await fetch(url, { method: opts.method ?? 'POST', headers, body: opts.method === 'GET' ? undefined : payload, ...(dispatcher ? { dispatcher } : {}) } as RequestInit);
   // fetch transparently gunzips; read raw bytes either way.
   const raw = Buffer.from(await res.arrayBuffer());
   let message: ServerToAgent | null = null;
@@ -139,4 +142,11 @@ export async function httpPost(
     message = pb.ServerToAgent.decode(b);
   }
   return { status: res.status, headers: res.headers, message, text: res.status === 200 ? '' : raw.toString() };
+}
+
+const dispatchers = new Map<string, UndiciAgent>();
+function localDispatcher(localAddress: string): UndiciAgent {
+  let d = dispatchers.get(localAddress);
+  if (!d) dispatchers.set(localAddress, (d = new UndiciAgent({ connect: { localAddress } as never })));
+  return d;
 }
