@@ -11,6 +11,9 @@ import { Fleet, sweepEvery, type OwnTelemetry } from './fleet/fleet.js';
 import type { AgentConnection } from './fleet/agent.js';
 import { bridgeMetricsDestination, fleetSink, receiverCounters } from './otlp/bridge.js';
 import { otlpMetricsHandler } from './otlp/receiver.js';
+import { OwnMetricsCredentials, ownMetricsToken } from './otlp/credentials.js';
+import { adminListenHost, readTokenFile, standaloneAdminAccess } from './api/access.js';
+import { readFile } from 'node:fs/promises';
 import { BearerTokens } from './opamp/bearer-auth.js';
 import { mtlsAuth } from './opamp/mtls-auth.js';
 import { OpampServer } from './opamp/server.js';
@@ -19,6 +22,8 @@ import { DesiredState } from './render/index.js';
 import { hmacVersion, type SecretSource, type SecretValue } from './render/secrets.js';
 import { OpAMPBridgeSpec } from './schema/v1alpha1/index.js';
 import { ManifestDirectory, type ManifestSnapshot } from './standalone/manifests.js';
+import { bridgeReporter, listenHost, startupRefusal, tokenSources } from './standalone/bridge-settings.js';
+import { standaloneIdentity } from './standalone/identity.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { packagesSummary, servePolicy } from './packages/desired.js';
 import { packageFilesRoute } from './packages/files.js';
@@ -31,6 +36,12 @@ export interface StandaloneOptions {
   opampPort?: number;
   /** Admin API port. 0 picks a free port. Default 8080. */
   httpPort?: number;
+  /** A file of admin tokens (one per line) for the admin API and /metrics (besides spec.admin.tokenSecretName). */
+  adminTokenFile?: string;
+  /** false: /metrics needs no admin credential (the API still does). Default true. */
+  metricsAuth?: boolean;
+  /** How far an own-metrics data point's time may be from now, ms. Default 5 minutes. */
+  ownMetricsMaxSkewMs?: number;
   /** Address both servers bind. Default 0.0.0.0. */
   host?: string;
   /** Overrides spec.limits.maxMessageBytes. */
@@ -71,6 +82,12 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     onChange: (snap) => apply(snap),
   });
   const initial = await manifests.load();
+  // Fail closed: a present but invalid OpAMPBridge (or a file that may be it) stops the start.
+  const refusal = startupRefusal(initial, opts.manifestsDir);
+  if (refusal) {
+    await manifests.close();
+    throw new Error(refusal);
+  }
   // Without an OpAMPBridge manifest nothing asks for authentication: serve without (and say so).
   const bridgeSpec = initial.bridge?.resource.spec ?? OpAMPBridgeSpec.parse({ auth: { mode: 'none' } });
   const bridgeNamespace = initial.bridge?.resource.metadata.namespace ?? 'default';
@@ -85,6 +102,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     );
   }
   if (auth.mode === 'none') log.warn({ bridge: initial.bridge?.source ?? null }, 'Agent authentication is off (spec.auth.mode: none): any agent that reaches the endpoint is served by the attributes it reports');
+  const reportBridge = bridgeReporter(log, { authenticated: auth.mode !== 'none', bridgeNamespace });
 
   // Secrets from the folder. Versions are HMACs under a key of this process: they change with the
   // values and reveal nothing of them (a restart re-pushes configs that use secrets, once).
@@ -95,8 +113,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   const bearer = auth.mode === 'bearerToken' ? new BearerTokens() : null;
   const loadBearerTokens = () => {
     if (!bearer) return;
-    const s = bridgeSecret(auth.bearerToken!.secretName);
-    bearer.set(s?.data ?? {}, auth.bearerToken!.currentKey, s ? undefined : `Secret ${bridgeNamespace}/${auth.bearerToken!.secretName} not found in ${opts.manifestsDir}`);
+    // Each token grants the namespace of the Secret it is declared in (standalone/identity.ts).
+    const problems = bearer.setSources(tokenSources(auth, bridgeNamespace, (ns, name) => secretMap.get(`${ns}/${name}`), opts.manifestsDir));
+    for (const problem of problems) log.warn({ problem }, 'Bearer tokens: a token Secret is not usable');
   };
   /** PEMs for an endpoint from kubernetes.io/tls-style Secret manifests, or why not. */
   const tlsMaterial = (certName: string | undefined, caName: string | undefined): TlsMaterial | string | undefined => {
@@ -109,7 +128,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     return { cert: c.data['tls.crt'], key: c.data['tls.key'], clientCa: ca };
   };
   /** The admin endpoint once it listens: agents may be offered its /v1/metrics (src/otlp). */
-  let adminEndpoint: { port: number; tls: boolean } | null = null;
+  let adminEndpoint: { port: number; tls: boolean; loopbackOnly: boolean } | null = null;
+  /** Agents send their own metrics with a credential minted for their uid and identity (src/otlp/credentials.ts). */
+  const ownMetricsCredentials = new OwnMetricsCredentials();
   const ownTelemetry = (conn?: AgentConnection): OwnTelemetry => {
     const out: OwnTelemetry = {};
     for (const sig of ['metrics', 'traces', 'logs'] as const) {
@@ -119,7 +140,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
       if (d.headersSecretName && !h) continue;
       out[sig] = { endpoint: d.endpoint, headers: { ...(h?.data ?? {}) } };
     }
-    const bridgeMetrics = bridgeMetricsDestination(bridgeSpec.ownTelemetry, conn, adminEndpoint);
+    const bridgeMetrics = bridgeMetricsDestination(bridgeSpec.ownTelemetry, conn, adminEndpoint, ownMetricsCredentials);
     if (bridgeMetrics) out.metrics = bridgeMetrics;
     return out;
   };
@@ -133,7 +154,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     heartbeatIntervalSeconds: heartbeat,
     maxAgents: bridgeSpec.limits.maxAgents,
     bounds: bridgeSpec.limits.agentReports ?? {},
+    ...(bridgeSpec.limits.newAgentsPerSource ? { newAgentsPerSourceBurst: bridgeSpec.limits.newAgentsPerSource.burst, newAgentsPerSourcePerSecond: bridgeSpec.limits.newAgentsPerSource.perSecond } : {}),
     defaultNamespace: bridgeNamespace,
+    identity: standaloneIdentity(bridgeNamespace),
   });
 
   let desiredState = new DesiredState([]);
@@ -144,6 +167,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   let lastBridge = startedBridge;
   function apply(snap: ManifestSnapshot): void {
     metrics.manifestErrors.set(snap.invalidFiles.length);
+    reportBridge(snap);
     if (bridgeText(snap) !== lastBridge) {
       lastBridge = bridgeText(snap);
       if (lastBridge !== startedBridge) {
@@ -158,14 +182,16 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     fleet.setDesiredState(desiredState);
     if (!started) return;
     const changed = (name: string | undefined) => !!name && before.get(`${bridgeNamespace}/${name}`)?.version !== secretMap.get(`${bridgeNamespace}/${name}`)?.version;
-    if (bearer && changed(auth.bearerToken!.secretName)) {
+    const tokensChanged = bearer && tokenSources(auth, bridgeNamespace, () => undefined, '').some((src) => before.get(`${src.namespace}/${auth.bearerToken!.secretName}`)?.version !== secretMap.get(`${src.namespace}/${auth.bearerToken!.secretName}`)?.version);
+    if (bearer && tokensChanged) {
       loadBearerTokens();
-      fleet.closeConnections((c) => !bearer.accepts(c.authorization), 'credential revoked');
+      // A removed token, or one that now grants another namespace than the connection was verified for.
+      fleet.closeConnections((c) => !bearer.accepts(c.authorization) || bearer.namespaceOf(c.authorization) !== c.verified?.namespace, 'credential revoked');
       fleet.reofferConnectionSettings();
     } else if ((['metrics', 'traces', 'logs'] as const).some((sig) => changed(bridgeSpec.ownTelemetry?.[sig]?.headersSecretName))) {
       fleet.reofferConnectionSettings();
     }
-    for (const [which, certName, caName] of [['opamp', bridgeSpec.tls?.secretName, bridgeSpec.tls?.clientCASecretName], ['admin', bridgeSpec.adminTLS?.secretName, undefined]] as const) {
+    for (const [which, certName, caName] of [['opamp', bridgeSpec.tls?.secretName, bridgeSpec.tls?.clientCASecretName], ['admin', bridgeSpec.adminTLS?.secretName, bridgeSpec.adminTLS?.clientCASecretName]] as const) {
       if (!changed(certName) && !changed(caName)) continue;
       const m = tlsMaterial(certName, caName);
       try {
@@ -188,7 +214,24 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     throw new Error(`cannot serve the ${which} endpoint with TLS: ${m}`);
   };
   const opampTls = await tlsOrFail('OpAMP', tlsMaterial(bridgeSpec.tls?.secretName, bridgeSpec.tls?.clientCASecretName));
-  const adminTls = await tlsOrFail('admin', tlsMaterial(bridgeSpec.adminTLS?.secretName, undefined));
+  const adminTls = await tlsOrFail('admin', tlsMaterial(bridgeSpec.adminTLS?.secretName, bridgeSpec.adminTLS?.clientCASecretName));
+  // Who may use the admin API and /metrics: admin tokens (a file, a Secret manifest) or client certificates; none: loopback only.
+  let adminFileTokens: string[] = [];
+  if (opts.adminTokenFile) {
+    try {
+      adminFileTokens = readTokenFile(await readFile(opts.adminTokenFile, 'utf8'), opts.adminTokenFile);
+    } catch (err) {
+      await manifests.close();
+      throw new Error(`--admin-token-file: ${(err as Error).message}`);
+    }
+  }
+  const adminTokenSecret = bridgeSpec.admin?.tokenSecretName;
+  if (adminTokenSecret && !bridgeSecret(adminTokenSecret)) log.warn({ secret: `${bridgeNamespace}/${adminTokenSecret}` }, 'The admin token Secret (spec.admin.tokenSecretName) is not in the manifest folder: admin requests with a token are refused until it is');
+  const adminAccess = standaloneAdminAccess({
+    fileTokens: adminFileTokens,
+    ...(adminTokenSecret ? { secretTokens: () => bridgeSecret(adminTokenSecret)?.data } : {}),
+    ...(adminTls?.clientCa ? { clientCa: () => bridgeSecret(bridgeSpec.adminTLS!.clientCASecretName)?.data['ca.crt'] } : {}),
+  });
 
   const opamp = new OpampServer({
     handler: fleet,
@@ -206,7 +249,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   });
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
-    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
+    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet, ownMetricsCredentials), credential: ownMetricsToken, ...(opts.ownMetricsMaxSkewMs !== undefined ? { maxSkewMs: opts.ownMetricsMaxSkewMs } : {}), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
+    access: adminAccess,
+    metricsAuth: opts.metricsAuth ?? true,
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -240,19 +285,20 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
   });
 
   let ready = false;
-  const host = opts.host ?? '0.0.0.0';
+  const host = listenHost(opts.host, initial, opts.manifestsDir, log);
   const opampPort = opts.opampPort ?? bridgeSpec.endpoint.port;
   const opampSetting = opts.opampPort !== undefined || !initial.bridge ? '--opamp-port' : `--opamp-port or spec.endpoint.port of the OpAMPBridge in ${initial.bridge.source}`;
   const oa = await listenOrExplain(() => opamp.listen(opampPort, host), { name: 'OpAMP', host, port: opampPort, change: opampSetting });
   let aa;
   try {
     const httpPort = opts.httpPort ?? 8080;
-    aa = await listenOrExplain(() => admin.listen(httpPort, host), { name: 'admin API', host, port: httpPort, change: '--http-port' });
+    const adminHost = adminListenHost(host, adminAccess, log);
+    aa = await listenOrExplain(() => admin.listen(httpPort, adminHost), { name: 'admin API', host: adminHost, port: httpPort, change: '--http-port' });
   } catch (err) {
     await keepingAlive(opamp.close());
     throw err;
   }
-  adminEndpoint = { port: aa.port, tls: !!adminTls };
+  adminEndpoint = { port: aa.port, tls: !!adminTls, loopbackOnly: !adminAccess.enforced };
   manifests.watch();
   started = true;
   const sweeper = setInterval(() => fleet.sweep(), opts.sweepIntervalMs ?? sweepEvery(heartbeat));
@@ -279,6 +325,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     {
       opamp: running.opampUrl,
       api: running.apiUrl,
+      adminAccess: adminAccess.mode,
       manifests: opts.manifestsDir,
       collectors: initial.collectors.length,
       invalidFiles: initial.invalidFiles.length,

@@ -11,15 +11,38 @@ import { createLogger } from './telemetry/logger.js';
 const USAGE = `Usage:
   fleetbridge standalone --manifests DIR [--opamp-port 4320] [--http-port 8080] [--host 0.0.0.0]
                          [--heartbeat-interval SECONDS] [--max-message-bytes N] [--watch-debounce-ms 100]
+                         [--admin-token-file PATH] [--metrics-auth true|false] [--own-metrics-max-skew SECONDS]
   fleetbridge operator   [--kubeconfig PATH] [--namespace NS] [--bridge NAME]
                          [--opamp-port PORT] [--http-port 8080] [--host 0.0.0.0] [--advertise-url URL]
+                         [--admin-auth kubernetes|none] [--metrics-auth true|false] [--own-metrics-max-skew SECONDS]
 
 Commands:
   standalone   Serve OpAMP for the Collector and OpAMPBridge manifests in DIR (watched for changes).
+               Without an OpAMPBridge in DIR agents are not authenticated and both endpoints listen on
+               loopback only, whatever --host says; an OpAMPBridge that is present but invalid (or a
+               file that cannot be read when none is valid) stops the start.
   operator     Serve OpAMP for the OpAMPBridge NAME in namespace NS, with Collectors and pods from the
                Kubernetes API, and write the fleet's status back. Defaults: in-cluster config, the pod's
                namespace (POD_NAMESPACE or the service account's), bridge FLEETBRIDGE_BRIDGE or "fleetbridge".
+
+Admin endpoint (--http-port): /healthz and /readyz are open; the API and /metrics need a credential
+(standalone: an admin token from --admin-token-file or spec.admin.tokenSecretName, or a client
+certificate of spec.adminTLS.clientCASecretName; operator: a bearer token the Kubernetes API accepts
+and authorizes). Standalone without any of them, or --admin-auth none, it listens on 127.0.0.1 only.
+--metrics-auth false leaves /metrics open.
 `;
+
+function boolFlag(v: string | undefined, name: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'true' || v === 'false') return v === 'true';
+  process.stderr.write(`fleetbridge: --${name} must be true or false, got ${JSON.stringify(v)}\n`);
+  process.exit(2);
+}
+
+function secondsFlagMs(v: string | undefined, name: string): number | undefined {
+  const n = intFlag(v, name);
+  return n === undefined ? undefined : n * 1000;
+}
 
 function intFlag(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -67,6 +90,9 @@ async function main(argv: string[]): Promise<void> {
         'heartbeat-interval': { type: 'string' },
         'max-message-bytes': { type: 'string' },
         'watch-debounce-ms': { type: 'string' },
+        'admin-token-file': { type: 'string' },
+        'metrics-auth': { type: 'string' },
+        'own-metrics-max-skew': { type: 'string' },
       },
       strict: true,
     }));
@@ -91,6 +117,9 @@ async function main(argv: string[]): Promise<void> {
       heartbeatIntervalSeconds: intFlag(values['heartbeat-interval'], 'heartbeat-interval'),
       maxMessageBytes: intFlag(values['max-message-bytes'], 'max-message-bytes'),
       watchDebounceMs: intFlag(values['watch-debounce-ms'], 'watch-debounce-ms'),
+      ...(values['admin-token-file'] ? { adminTokenFile: resolve(values['admin-token-file']) } : {}),
+      metricsAuth: boolFlag(values['metrics-auth'], 'metrics-auth'),
+      ownMetricsMaxSkewMs: secondsFlagMs(values['own-metrics-max-skew'], 'own-metrics-max-skew'),
     });
   } catch (err) {
     logger.fatal({ err }, 'Fleetbridge failed to start');
@@ -141,6 +170,9 @@ async function operator(args: string[]): Promise<void> {
         'http-port': { type: 'string' },
         host: { type: 'string' },
         'advertise-url': { type: 'string' },
+        'admin-auth': { type: 'string' },
+        'metrics-auth': { type: 'string' },
+        'own-metrics-max-skew': { type: 'string' },
       },
       strict: true,
     }));
@@ -153,6 +185,13 @@ async function operator(args: string[]): Promise<void> {
     process.stderr.write('fleetbridge: --namespace is required outside a cluster\n');
     process.exit(2);
   }
+  const adminAuth = values['admin-auth'] ?? 'kubernetes';
+  if (adminAuth !== 'kubernetes' && adminAuth !== 'none') {
+    process.stderr.write(`fleetbridge: --admin-auth must be kubernetes or none, got ${JSON.stringify(adminAuth)}\n`);
+    process.exit(2);
+  }
+  const metricsAuth = boolFlag(values['metrics-auth'], 'metrics-auth');
+  const ownMetricsMaxSkewMs = secondsFlagMs(values['own-metrics-max-skew'], 'own-metrics-max-skew');
   const logger = createLogger();
   // Loaded only here: standalone mode never pays for the Kubernetes client.
   const { loadKubeConfig } = await import('./kube/client.js');
@@ -169,6 +208,9 @@ async function operator(args: string[]): Promise<void> {
       httpPort: intFlag(values['http-port'], 'http-port'),
       host: values.host,
       advertiseUrl: values['advertise-url'],
+      adminAuth,
+      metricsAuth,
+      ownMetricsMaxSkewMs,
     });
   } catch (err) {
     logger.fatal({ err }, 'Fleetbridge operator failed to start');

@@ -7,6 +7,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { secureContextOptions, type TlsMaterial } from '../opamp/tls.js';
+import { DenialRecorder, OPEN_ACCESS, type AdminAccess, type AdminResource } from './access.js';
 import type { AgentView, CollectorView } from './views.js';
 
 export interface AdminApiSource {
@@ -20,20 +21,29 @@ export interface AdminApiSource {
 
 export class AdminServer {
   readonly #http: Server | HttpsServer;
+  readonly #access: AdminAccess;
+  readonly #denials: DenialRecorder;
 
   /**
-   * With `tls` (cert and key; a client CA is not used here) it serves HTTPS, and `setTls` swaps the
-   * certificate live. With `otlpMetrics`, `/v1/metrics` is an OTLP/HTTP metrics receiver (POST;
-   * src/otlp/receiver.ts) where agents send their own metrics.
+   * With `tls` it serves HTTPS, and `setTls` swaps the certificate live; with a client CA in it,
+   * clients are asked for a certificate, verified against it without failing the handshake (the
+   * verdict is `access`'s). With `otlpMetrics`, `/v1/metrics` is an OTLP/HTTP metrics receiver
+   * (POST; src/otlp/receiver.ts) where agents send their own metrics with their own credential.
+   * `access` decides `/api/*` and (unless `metricsAuth` is false) `/metrics`; `/healthz` and
+   * `/readyz` are always open. Default: open (the caller then listens on loopback only).
    */
-  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial; otlpMetrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void> }) {
+  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial; otlpMetrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void>; access?: AdminAccess; metricsAuth?: boolean }) {
+    this.#access = opts.access ?? OPEN_ACCESS;
+    this.#denials = new DenialRecorder(opts.logger, opts.registry);
     const onRequest: RequestListener = (req, res) => {
       this.#route(req, res).catch((err: unknown) => {
         opts.logger.error({ err, url: req.url }, 'Admin API request failed');
         if (!res.headersSent) json(res, 500, { error: 'internal error' });
       });
     };
-    this.#http = opts.tls ? createHttpsServer(adminTls(opts.tls), onRequest) : createServer(onRequest);
+    this.#http = opts.tls
+      ? createHttpsServer({ ...adminTls(opts.tls), ...(opts.tls.clientCa ? { requestCert: true, rejectUnauthorized: false } : {}) }, onRequest)
+      : createServer(onRequest);
   }
 
   /** Replaces the certificate and key for new connections. Throws, keeping the current ones, when they are unusable or the server was started without TLS. */
@@ -65,10 +75,22 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     if (path === '/v1/metrics' && this.opts.otlpMetrics) return this.opts.otlpMetrics(req, res);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'only GET is supported' });
     const src = this.opts.source;
-    if (path === '/healthz') return text(res, 200, 'ok\n');
-    if (path === '/readyz') return src.ready() ? text(res, 200, 'ok\n') : text(res, 503, 'not ready\n');
+    if ((path === '/healthz' || path === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+      if (path === '/healthz') return text(res, 200, 'ok\n');
+      return src.ready() ? text(res, 200, 'ok\n') : text(res, 503, 'not ready\n');
+    }
+    // Everything else is checked before anything about it is said (a 404 or 405 included).
+    const resource: AdminResource = path === '/metrics' ? 'metrics' : 'api';
+    if (resource === 'api' || this.opts.metricsAuth !== false) {
+      const v = await this.#access.check(req, resource, path);
+      if (!v.ok) {
+        this.#denials.record(req, resource, v.status, v.reason);
+        const headers: Record<string, string> = v.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="fleetbridge"' } : {};
+        return json(res, v.status, { error: v.reason }, headers);
+      }
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'only GET is supported' });
     if (path === '/metrics') {
       src.beforeScrape?.();
       const body = await this.opts.registry.metrics();
@@ -86,14 +108,14 @@ export class AdminServer {
   }
 }
 
-/** The admin endpoint never asks for client certificates: its client CA, if given, is ignored. */
+/** The serving certificate, and the CA(s) client certificates are verified against (admin clients, agents' own metrics). */
 function adminTls(m: TlsMaterial) {
-  return secureContextOptions({ cert: m.cert, key: m.key });
+  return secureContextOptions(m);
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const s = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(s) }).end(s);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(s) }).end(s);
 }
 
 function text(res: ServerResponse, status: number, body: string): void {

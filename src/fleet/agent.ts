@@ -97,6 +97,8 @@ export interface AgentRecord {
   settingsMayBeForgotten: boolean;
   /** The identity that holds this uid (see holderOf in fleet.ts); null when nothing tells agents apart. */
   holder: string | null;
+  /** The bearer Authorization the holder presented (a rotation lets the token that replaces it take over). */
+  holderAuthorization: string | null;
   /** How often a live connection of this uid was replaced by another since `since` (cloned agents flap). */
   takeovers: { count: number; since: number };
   /** Requests the server does not serve that the agent made, by kind: how many, and the last one's reason. */

@@ -316,6 +316,7 @@ export class Fleet {
       if (!rec.connected) this.#log.info({ instanceUid: uid, transport: conn.transport }, 'Agent reconnected');
     }
     rec.holder = claimant;
+    rec.holderAuthorization = claimant?.startsWith('bearer|') ? (conn.authorization ?? null) : null;
 
     // Already recorded on this very connection (every heartbeat): nothing to attach.
     const wasOn = !isNew && rec.connected && rec.connection ? rec.connection.id : null;
@@ -464,8 +465,8 @@ export class Fleet {
   #mayHold(rec: AgentRecord, conn: AgentConnection, claimant: string | null, now: number): boolean {
     if (rec.holder === null || claimant === rec.holder) return true;
     if (!rec.connected && (rec.pastGrace || now - (rec.disconnectedAt ?? rec.lastSeen) > this.#opts.disconnectedGraceMs)) return true;
-    const held = rec.connection?.authorization;
-    return held !== undefined && conn.authorization !== undefined && this.#credentials?.replacementFor(held) === conn.authorization;
+    const held = rec.holderAuthorization;
+    return held !== null && conn.authorization !== undefined && this.#credentials?.replacementFor(held) === conn.authorization;
   }
 
   /** Whether a second live WebSocket connection keeps taking this uid from a live one (cloned agents). */
@@ -844,6 +845,7 @@ export class Fleet {
       noSettingsOffer: null,
       refused: {},
       holder: null,
+      holderAuthorization: null,
       takeovers: { count: 0, since: now },
       sequenceStartedAt: now,
       settingsMayBeForgotten: true,

@@ -29,6 +29,9 @@ import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { MERGE_PATCH, errorText, makeClients, statusOf } from './client.js';
 import { EventRecorder } from './events.js';
 import { serviceAccountTokenAuth } from './token-review.js';
+import { kubernetesAdminAccessFrom } from './access-review.js';
+import { OPEN_ACCESS, adminListenHost } from '../api/access.js';
+import { OwnMetricsCredentials, ownMetricsToken } from '../otlp/credentials.js';
 import { ResilientInformer } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { PodIndex, podIdentity } from './pod-identity.js';
@@ -62,6 +65,16 @@ export interface OperatorOptions {
   pingIntervalMs?: number;
   sweepIntervalMs?: number;
   metrics?: Metrics;
+  /**
+   * Who may use the admin API and /metrics: kubernetes (default): a bearer token verified with a
+   * TokenReview and authorized with a SubjectAccessReview (src/kube/access-review.ts); none: open,
+   * on loopback only.
+   */
+  adminAuth?: 'kubernetes' | 'none';
+  /** false: /metrics needs no credential (the API still does). Default true. */
+  metricsAuth?: boolean;
+  /** How far an own-metrics data point's time may be from now, ms. Default 5 minutes. */
+  ownMetricsMaxSkewMs?: number;
 }
 
 export interface RunningOperator {
@@ -174,7 +187,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   // ---- fleet and OpAMP ----------------------------------------------------------------------
   /** The admin endpoint once it listens: agents may be offered its /v1/metrics (src/otlp). */
-  let adminEndpoint: { port: number; tls: boolean } | null = null;
+  let adminEndpoint: { port: number; tls: boolean; loopbackOnly: boolean } | null = null;
+  /** Agents send their own metrics with a credential minted for their uid and identity (src/otlp/credentials.ts). */
+  const ownMetricsCredentials = new OwnMetricsCredentials();
   const bearer = spec.auth.mode === 'bearerToken' ? new BearerTokens() : null;
   const fleet = new Fleet({
     ...(bearer ? { credentials: bearer } : {}),
@@ -186,6 +201,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? spec.heartbeatIntervalSeconds,
     maxAgents: spec.limits.maxAgents,
     bounds: spec.limits.agentReports ?? {},
+    ...(spec.limits.newAgentsPerSource ? { newAgentsPerSourceBurst: spec.limits.newAgentsPerSource.burst, newAgentsPerSourcePerSecond: spec.limits.newAgentsPerSource.perSecond } : {}),
     defaultNamespace: ns,
     identity: podIdentity(podIndex, serves),
   });
@@ -417,7 +433,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       out[sig] = { endpoint: d.endpoint, headers };
     }
     // By default agents send their own metrics to the bridge (admin endpoint, /v1/metrics).
-    const bridgeMetrics = bridgeMetricsDestination(spec.ownTelemetry, conn, adminEndpoint);
+    const bridgeMetrics = bridgeMetricsDestination(spec.ownTelemetry, conn, adminEndpoint, ownMetricsCredentials);
     if (bridgeMetrics) out.metrics = bridgeMetrics;
     return out;
   }
@@ -533,9 +549,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
     files: packageFilesRoute({ spec: spec.packages, desired: () => desiredState, downloads: metrics.packageDownloads, logger: log }),
   });
+  // Who may use the admin API and /metrics (docs/adr/0008-admin-access.md).
+  const adminAccess = opts.adminAuth === 'none' ? OPEN_ACCESS : kubernetesAdminAccessFrom(opts.kc, k.authn, { namespace: ns, bridgeName: opts.bridgeName, logger: log.child({ component: 'admin-auth' }) });
+  if (spec.admin?.tokenSecretName || spec.adminTLS?.clientCASecretName) log.warn({ bridge: `${ns}/${opts.bridgeName}` }, 'spec.admin.tokenSecretName and spec.adminTLS.clientCASecretName apply to standalone mode; the operator authorizes admin requests with TokenReview and SubjectAccessReview');
   const admin = new AdminServer({
     ...(adminTls ? { tls: adminTls } : {}),
-    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
+    otlpMetrics: otlpMetricsHandler({ sink: fleetSink(fleet, ownMetricsCredentials), credential: ownMetricsToken, ...(opts.ownMetricsMaxSkewMs !== undefined ? { maxSkewMs: opts.ownMetricsMaxSkewMs } : {}), counters: receiverCounters(metrics), logger: log.child({ component: 'otlp' }) }),
+    access: adminAccess,
+    metricsAuth: opts.metricsAuth ?? true,
     registry: metrics.registry,
     logger: log.child({ component: 'api' }),
     source: {
@@ -575,11 +596,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const oa = await listenOrExplain(() => opamp.listen(opampPort, host), { name: 'OpAMP', host, port: opampPort, change: opampSetting });
   if (opts.advertiseUrl === undefined && opampPort === 0) advertised = `${wsScheme}://${opts.bridgeName}.${ns}.svc:${oa.port}${spec.endpoint.path}`;
   const httpPort = opts.httpPort ?? 8080;
-  const aa = await listenOrExplain(() => admin.listen(httpPort, host), { name: 'admin API', host, port: httpPort, change: '--http-port' }).catch(async (err: unknown) => {
+  const adminHost = adminListenHost(host, adminAccess, log);
+  const aa = await listenOrExplain(() => admin.listen(httpPort, adminHost), { name: 'admin API', host: adminHost, port: httpPort, change: '--http-port' }).catch(async (err: unknown) => {
     await keepingAlive(opamp.close());
     throw err;
   });
-  adminEndpoint = { port: aa.port, tls: !!adminTls };
+  adminEndpoint = { port: aa.port, tls: !!adminTls, loopbackOnly: !adminAccess.enforced };
   serversStarted = true;
   for (const i of informers) i.start();
   elector?.start();
@@ -593,7 +615,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   resync.unref();
 
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
-  log.info({ bridge: `${ns}/${opts.bridgeName}`, opamp: `${shown(oa.host)}:${oa.port}`, api: `${shown(aa.host)}:${aa.port}`, clusterWide }, 'Fleetbridge operator started');
+  log.info({ bridge: `${ns}/${opts.bridgeName}`, opamp: `${shown(oa.host)}:${oa.port}`, api: `${shown(aa.host)}:${aa.port}`, adminAccess: adminAccess.mode, clusterWide }, 'Fleetbridge operator started');
   return {
     opampUrl: { websocket: `${wsScheme}://${shown(oa.host)}:${oa.port}${spec.endpoint.path}`, http: `http${spec.tls ? 's' : ''}://${shown(oa.host)}:${oa.port}${spec.endpoint.path}` },
     apiUrl: `http${adminTls ? 's' : ''}://${shown(aa.host)}:${aa.port}`,

@@ -82,12 +82,25 @@ export function encodeExportMetricsResponse(): Uint8Array {
   return v1.ExportMetricsServiceResponse.encode({}).finish();
 }
 
+/** Why a data point of a process metric was not used. */
+export type DroppedReason = 'negative' | 'not_finite' | 'out_of_time';
+
+/**
+ * What a process-metric data point must be to be used: its value finite and not negative (always),
+ * and, with `maxSkewMs`, its time within that of the time received (a point in 2100 would otherwise
+ * stay the newest forever). Dropped points are counted in `dropped`.
+ */
+export interface PointCheck {
+  maxSkewMs?: number;
+  dropped?: Record<DroppedReason, number>;
+}
+
 /**
  * One report per resource of the request, in order; resources naming the same agent are merged
  * (newer data points win). Never throws on odd shapes (JSON may be anything): what is not
  * understood is skipped.
  */
-export function extractReports(req: ExportRequestLike, receivedAt: number): AgentReport[] {
+export function extractReports(req: ExportRequestLike, receivedAt: number, check: PointCheck = {}): AgentReport[] {
   const byId = new Map<string, AgentReport>();
   const out: AgentReport[] = [];
   for (const rm of arr(req.resourceMetrics)) {
@@ -95,7 +108,7 @@ export function extractReports(req: ExportRequestLike, receivedAt: number): Agen
     const raw = stringAttr(arr(rm.resource?.attributes), 'service.instance.id');
     const bytes = raw === null ? null : parseUid(raw);
     const instanceUid = bytes ? uidToString(bytes) : null;
-    const figures = processFigures(arr(rm.scopeMetrics).flatMap((sm) => (sm && typeof sm === 'object' ? arr(sm.metrics) : [])), receivedAt);
+    const figures = processFigures(arr(rm.scopeMetrics).flatMap((sm) => (sm && typeof sm === 'object' ? arr(sm.metrics) : [])), receivedAt, check);
     const key = instanceUid ?? `raw:${raw ?? ''}`;
     const prev = byId.get(key);
     if (prev) {
@@ -117,7 +130,10 @@ export function mergeFigures(older: ProcessFigures | null, newer: ProcessFigures
   return { rssBytes: newer.rssBytes ?? older.rssBytes, cpuSeconds: newer.cpuSeconds ?? older.cpuSeconds, at: newer.at };
 }
 
-function processFigures(metrics: MetricLike[], receivedAt: number): ProcessFigures | null {
+function processFigures(metrics: MetricLike[], receivedAt: number, check: PointCheck): ProcessFigures | null {
+  const drop = (reason: DroppedReason) => {
+    if (check.dropped) check.dropped[reason]++;
+  };
   let rss: { v: number; t: number } | null = null;
   let cpu: { v: number; t: number } | null = null;
   for (const m of metrics) {
@@ -135,7 +151,19 @@ function processFigures(metrics: MetricLike[], receivedAt: number): ProcessFigur
       if (isCpu && !countsAsCpuUsed(p)) continue;
       const v = pointValue(p);
       if (v === null) continue;
+      if (!Number.isFinite(v)) {
+        drop('not_finite');
+        continue;
+      }
+      if (v < 0) {
+        drop('negative');
+        continue;
+      }
       const pt = nanosToMs(p.timeUnixNano) ?? receivedAt;
+      if (check.maxSkewMs !== undefined && Math.abs(pt - receivedAt) > check.maxSkewMs) {
+        drop('out_of_time');
+        continue;
+      }
       if (pt > t) {
         t = pt;
         total = 0;
@@ -166,15 +194,10 @@ function countsAsCpuUsed(p: PointLike): boolean {
   return mode === null || CPU_USED_MODES.has(mode);
 }
 
+/** The point's number (NaN or ±Infinity included: the caller drops and counts those), or null when it has none. */
 function pointValue(p: PointLike): number | null {
-  if (p.asDouble != null) {
-    const d = typeof p.asDouble === 'number' ? p.asDouble : Number(p.asDouble);
-    return Number.isFinite(d) ? d : null;
-  }
-  if (p.asInt != null) {
-    const i = Number(typeof p.asInt === 'number' ? p.asInt : p.asInt.toString());
-    return Number.isFinite(i) ? i : null;
-  }
+  if (p.asDouble != null) return typeof p.asDouble === 'number' ? p.asDouble : Number(p.asDouble);
+  if (p.asInt != null) return Number(typeof p.asInt === 'number' ? p.asInt : p.asInt.toString());
   return null;
 }
 

@@ -13,6 +13,7 @@ import {
   encodeExportMetricsResponse,
   extractReports,
   type AgentReport,
+  type DroppedReason,
   type ExportRequestLike,
 } from './metrics.js';
 
@@ -21,24 +22,47 @@ const gunzipAsync = promisify(gunzip);
 export const OTLP_METRICS_PATH = '/v1/metrics';
 /** Largest body accepted, compressed or not (after gzip decompression too). */
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+/** How far a data point's time may be from the time it is received, ms (either way). */
+export const DEFAULT_MAX_SKEW_MS = 5 * 60_000;
 
-/** Where reports go: returns, per report, whether its agent is known (unknown ones are dropped). */
+export interface SinkResult {
+  matched: number;
+  unknown: number;
+  unidentified: number;
+  /** Resources of a known agent whose credential the request does not carry: when > 0, nothing of the request was kept. */
+  forbidden?: number;
+}
+
+/**
+ * Where reports go: returns, per report, whether its agent is known (unknown ones are dropped).
+ * `token` is the request's own-metrics credential (null without one): a sink that checks it keeps
+ * nothing of a request that carries a resource of a known agent without that agent's credential.
+ */
 export interface OwnMetricsSink {
-  accept(reports: AgentReport[]): { matched: number; unknown: number; unidentified: number };
+  accept(reports: AgentReport[], token: string | null): SinkResult;
 }
 
 export interface OtlpReceiverCounters {
-  /** Requests by outcome: accepted, bad_request, too_large, unsupported_media_type, method_not_allowed. */
+  /** Requests by outcome: accepted, unauthenticated, forbidden, bad_request, too_large, unsupported_media_type, method_not_allowed. */
   request(outcome: string): void;
-  /** Resources by result: matched, unknown (an instance id of no known agent), unidentified (no service.instance.id UUID). */
-  resources(result: 'matched' | 'unknown' | 'unidentified', n: number): void;
+  /** Resources by result: matched, unknown (an instance id of no known agent), unidentified (no service.instance.id UUID), forbidden (another agent's). */
+  resources(result: 'matched' | 'unknown' | 'unidentified' | 'forbidden', n: number): void;
+  /** Data points of process metrics dropped, by reason. */
+  points?(reason: DroppedReason, n: number): void;
 }
 
 export interface OtlpReceiverOptions {
   sink: OwnMetricsSink;
+  /**
+   * The request's own-metrics credential; when given, a request without one (null) is refused with
+   * 401 before its body is read. Without this option nothing is asked (tests of decoding only).
+   */
+  credential?: (req: IncomingMessage) => string | null;
   maxBodyBytes?: number;
+  /** How far a data point's time may be from now, ms; farther points are dropped and counted. Default 5 minutes. */
+  maxSkewMs?: number;
   counters?: OtlpReceiverCounters;
-  /** Debug: each request's resources (service.instance.id, whether matched) and metric names. */
+  /** Debug: each request's resources (service.instance.id, whether matched) and metric names; warn (rate-limited): refused requests. */
   logger?: Logger;
   now?: () => number;
 }
@@ -53,9 +77,28 @@ class HttpError extends Error {
 export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const max = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const now = opts.now ?? Date.now;
+  const maxSkewMs = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+  let lastWarn = 0;
+  let notLogged = 0;
+  /** Refusals of forged or credential-less figures: logged at most every 10 s (with how many were not). */
+  const warnRefused = (req: IncomingMessage, outcome: string, reason: string) => {
+    const t = now();
+    if (t - lastWarn < 10_000) {
+      notLogged++;
+      return;
+    }
+    lastWarn = t;
+    opts.logger?.warn({ outcome, reason, remoteAddress: req.socket.remoteAddress, notLogged }, 'Own metrics refused');
+    notLogged = 0;
+  };
   return async (req, res) => {
     try {
       if (req.method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'only POST is supported');
+      const token = opts.credential ? opts.credential(req) : null;
+      if (opts.credential && token === null) {
+        warnRefused(req, 'unauthenticated', 'no own-metrics credential');
+        throw new HttpError(401, 'unauthenticated', "own metrics need the credential the bridge offered the agent (Authorization header of its own_metrics destination)");
+      }
       const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       const json = type === 'application/json';
       if (!json && type !== 'application/x-protobuf') throw new HttpError(415, 'unsupported_media_type', 'Content-Type must be application/x-protobuf or application/json');
@@ -76,9 +119,16 @@ export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMes
       } catch (err) {
         throw new HttpError(400, 'bad_request', `cannot decode an ExportMetricsServiceRequest: ${(err as Error).message}`);
       }
-      const reports = extractReports(decoded, now());
-      const result = opts.sink.accept(reports);
-      if (opts.logger?.isLevelEnabled('debug')) opts.logger.debug({ ...result, serviceInstanceIds: reports.slice(0, 10).map((r) => r.serviceInstanceId), figures: reports.slice(0, 10).map((r) => r.figures), metricNames: metricNames(decoded), firstResource: firstResource(decoded) }, 'Received own metrics');
+      const dropped = { negative: 0, not_finite: 0, out_of_time: 0 };
+      const reports = extractReports(decoded, now(), { maxSkewMs, dropped });
+      for (const [reason, n] of Object.entries(dropped) as [DroppedReason, number][]) if (n > 0) opts.counters?.points?.(reason, n);
+      const result = opts.sink.accept(reports, token);
+      if (result.forbidden) {
+        opts.counters?.resources('forbidden', result.forbidden);
+        warnRefused(req, 'forbidden', `figures for ${result.forbidden} agent(s) whose credential the request does not carry`);
+        throw new HttpError(403, 'forbidden', "the request carries figures of an agent whose own-metrics credential it does not present; nothing was kept");
+      }
+      if (opts.logger?.isLevelEnabled('debug')) opts.logger.debug({ ...result, droppedPoints: dropped, serviceInstanceIds: reports.slice(0, 10).map((r) => r.serviceInstanceId), figures: reports.slice(0, 10).map((r) => r.figures), metricNames: metricNames(decoded), firstResource: firstResource(decoded) }, 'Received own metrics');
       opts.counters?.request('accepted');
       opts.counters?.resources('matched', result.matched);
       opts.counters?.resources('unknown', result.unknown);
@@ -96,6 +146,7 @@ export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMes
       const s = JSON.stringify({ error: err.message });
       const headers: Record<string, string | number> = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(s) };
       if (err.status === 405) headers['Allow'] = 'POST';
+      if (err.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="fleetbridge-own-metrics"';
       // A body left unread (too large, or never read) ends the connection rather than being drained.
       if (!req.complete) headers['Connection'] = 'close';
       res.writeHead(err.status, headers).end(s);

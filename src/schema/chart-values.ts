@@ -14,6 +14,15 @@ const Resources = z
   })
   .strict();
 const AnyMap = z.record(z.string(), z.unknown());
+/** An rbac.authorization.k8s.io/v1 Subject. */
+const RbacSubject = z
+  .object({
+    kind: z.enum(['ServiceAccount', 'User', 'Group']),
+    name: z.string().min(1),
+    namespace: z.string().min(1).optional(),
+    apiGroup: z.string().optional(),
+  })
+  .strict();
 
 export const ChartValues = z
   .object({
@@ -38,6 +47,14 @@ export const ChartValues = z
         type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']),
         annotations: z.record(z.string(), z.string()),
         adminPort: z.number().int().min(1).max(65535),
+      })
+      .strict(),
+    admin: z
+      .object({
+        auth: z.enum(['kubernetes', 'none']).describe('kubernetes: TokenReview and SubjectAccessReview for the API and /metrics; none: open, on loopback only (probes fail).'),
+        metricsAuth: z.boolean().describe('false: /metrics needs no token (the API still does).'),
+        viewers: z.array(RbacSubject).describe('Subjects bound to the viewer ClusterRole (API, /metrics, read Collectors and OpAMPBridges).'),
+        metricsReaders: z.array(RbacSubject).describe('Subjects bound to the metrics-reader ClusterRole (/metrics).'),
       })
       .strict(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),

@@ -2,37 +2,28 @@
  * Standalone mode's desired-state source: a folder of YAML manifests (the same resources
  * Kubernetes holds), loaded at start and watched. A bad file is reported with its path and the
  * exact problem and changes nothing: the last good version of that file stays in effect.
+ *
+ * One file's failure of any kind — unreadable, too large, not UTF-8, not YAML, an alias bomb, a
+ * symlink leading out of the folder, a directory or FIFO named *.yaml — is reported for that file
+ * (invalidFiles) and never stops the others. Parsing runs in a worker thread (when running from the
+ * build), bounded in time and memory, so the server keeps answering agents meanwhile.
+ *
+ * Symlinks named *.yaml / *.yml / *.json are read when they resolve inside the folder: a
+ * Kubernetes ConfigMap or Secret volume is made of them (`bridge.yaml -> ..data/bridge.yaml`,
+ * `..data -> ..2024_01_01_...`), and its atomic `..data` swap is a change of the folder the watcher
+ * sees. A symlink that leads outside the folder is refused with the reason.
  */
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { constants, existsSync, watch, type FSWatcher } from 'node:fs';
+import { open, opendir, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { API_GROUP, Collector, GROUP_VERSION, NamespaceName, ObjectName, OpAMPBridge } from '../schema/v1alpha1/index.js';
-import { collectorRevision, parseCollectorConfig, type CollectorInput } from '../render/index.js';
-import { packageSpecIssues } from '../packages/desired.js';
+import { parseManifestText, type LoadedBridge, type LoadedCollector, type LoadedSecret, type ParsedManifest } from './parse.js';
 
-export interface LoadedCollector {
-  resource: Collector;
-  input: CollectorInput;
-  source: string;
-  warnings: string[];
-}
-
-/** A core v1 Secret from the folder: values decoded. Never log or show `data`. */
-export interface LoadedSecret {
-  namespace: string;
-  name: string;
-  data: Record<string, string>;
-  source: string;
-}
-
-export interface LoadedBridge {
-  resource: OpAMPBridge;
-  source: string;
-}
+export { parseManifestText, MAX_EXPANDED_NODES } from './parse.js';
+export type { LoadedBridge, LoadedCollector, LoadedSecret, ParsedManifest } from './parse.js';
 
 export interface InvalidFile {
   path: string;
@@ -44,13 +35,53 @@ export interface ManifestSnapshot {
   bridge: LoadedBridge | null;
   secrets: LoadedSecret[];
   invalidFiles: InvalidFile[];
+  /**
+   * Why the bridge's settings cannot be trusted as they stand in the folder now: an OpAMPBridge
+   * document that is invalid (file and field), or more than one OpAMPBridge. Empty when fine.
+   */
+  bridgeProblems: string[];
+  /**
+   * Files that could not be read far enough to know what they declare (unreadable, too large, not
+   * UTF-8, not YAML, refused symlinks, past the folder's bounds): any of them may be meant as the
+   * OpAMPBridge.
+   */
+  opaqueFiles: InvalidFile[];
 }
+
+/** Bounds of what the folder scan reads. */
+export interface ManifestLimits {
+  /** Largest manifest file read, bytes. Kubernetes cannot store a larger object either (etcd's request limit). */
+  maxFileBytes: number;
+  /** Most manifest files read; the rest (in path order) are reported and not read. */
+  maxFiles: number;
+  /** Most bytes of manifest files read in all; the rest (in path order) are reported and not read. */
+  maxTotalBytes: number;
+  /** Most folder entries (of any kind, in every subfolder) looked at. */
+  maxEntries: number;
+  /** A file whose parsing takes longer is reported (the parser is stopped). */
+  parseTimeoutMs: number;
+  /** Heap of the parser thread, MB; a file that needs more is reported. */
+  parserHeapMb: number;
+}
+
+export const DEFAULT_MANIFEST_LIMITS: ManifestLimits = {
+  maxFileBytes: 1_572_864, // 1.5 MiB
+  maxFiles: 1000,
+  maxTotalBytes: 64 * 1024 * 1024,
+  maxEntries: 10_000,
+  parseTimeoutMs: 30_000,
+  parserHeapMb: 512,
+};
 
 interface FileState {
   fingerprint: string;
   contentHash: string;
   lastGood: { collectors: LoadedCollector[]; bridges: LoadedBridge[]; secrets: LoadedSecret[] } | null;
   issues: string[];
+  /** Issues of OpAMPBridge documents in the file as it is now. */
+  bridgeIssues: string[];
+  /** The file as it is now could not be read far enough to know what it declares. */
+  opaque: boolean;
 }
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
@@ -64,10 +95,25 @@ export interface ManifestDirectoryOptions {
   debounceMs?: number;
   /** Periodic rescan, ms, in case the watcher misses an event (network file systems). Default 2000. */
   rescanMs?: number;
+  /** Bounds of the scan; defaults DEFAULT_MANIFEST_LIMITS. */
+  limits?: Partial<ManifestLimits>;
+  /** Parse in a worker thread (default: when the worker's build exists next to this module). */
+  parseInWorker?: boolean;
+}
+
+/** What the folder listing found at one path. */
+interface Entry {
+  path: string;
+  /** The path to read (the symlink's target inside the folder), unless refused. */
+  read?: string;
+  /** Why this entry is not read. */
+  refused?: string;
 }
 
 export class ManifestDirectory {
-  readonly #opts: Required<Omit<ManifestDirectoryOptions, 'onChange'>> & Pick<ManifestDirectoryOptions, 'onChange'>;
+  readonly #opts: Required<Omit<ManifestDirectoryOptions, 'onChange' | 'limits' | 'parseInWorker'>> & Pick<ManifestDirectoryOptions, 'onChange'>;
+  readonly #limits: ManifestLimits;
+  readonly #parser: ManifestParser;
   readonly #files = new Map<string, FileState>();
   /** One non-recursive watcher per folder: Node 20's recursive watch on Linux stops reporting a file once it is replaced by a rename. */
   readonly #watchers = new Map<string, FSWatcher>();
@@ -77,14 +123,25 @@ export class ManifestDirectory {
   #rescan: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #again = false;
-  #snapshot: ManifestSnapshot = { collectors: [], bridge: null, secrets: [], invalidFiles: [] };
+  #snapshot: ManifestSnapshot = { collectors: [], bridge: null, secrets: [], invalidFiles: [], bridgeProblems: [], opaqueFiles: [] };
+  /** The folder-level problem last logged (too many entries), to log it once. */
+  #folderProblem: string | null = null;
 
   constructor(opts: ManifestDirectoryOptions) {
-    this.#opts = { debounceMs: 100, rescanMs: 2000, ...opts };
+    const { limits, parseInWorker, ...rest } = opts;
+    this.#opts = { debounceMs: 100, rescanMs: 2000, ...rest };
+    this.#limits = { ...DEFAULT_MANIFEST_LIMITS, ...limits };
+    const workerUrl = new URL('./parse-worker.js', import.meta.url);
+    const useWorker = parseInWorker ?? existsSync(fileURLToPath(workerUrl));
+    this.#parser = new ManifestParser(useWorker ? workerUrl : null, this.#limits);
   }
 
   get snapshot(): ManifestSnapshot {
     return this.#snapshot;
+  }
+
+  get limits(): Readonly<ManifestLimits> {
+    return this.#limits;
   }
 
   /** Reads the folder once. Rejects only when the folder itself cannot be read. */
@@ -115,6 +172,7 @@ export class ManifestDirectory {
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#rescan) clearInterval(this.#rescan);
     await this.#running;
+    await this.#parser.release();
   }
 
   /** Watches every folder the last scan found (and no others); a folder that cannot be watched is left to the periodic rescan. */
@@ -172,54 +230,124 @@ export class ManifestDirectory {
 
   /** Re-reads changed files; returns true when the effective resources or the reported problems changed. */
   async #scan(): Promise<boolean> {
-    const { files: paths, dirs } = await listManifests(this.#opts.dir);
-    this.#dirs = dirs;
+    try {
+      return await this.#scanFiles();
+    } finally {
+      // The parser's memory goes back between scans.
+      await this.#parser.release();
+    }
+  }
+
+  async #scanFiles(): Promise<boolean> {
+    const listing = await listManifests(this.#opts.dir, this.#limits.maxEntries);
+    this.#dirs = listing.dirs;
     this.#syncWatchers();
     let changed = false;
+    const folderProblem = listing.truncated
+      ? `the manifest folder has more than ${this.#limits.maxEntries} entries (files and folders); the rest were not read (FB_MANIFEST_LIMIT)`
+      : null;
+    if (folderProblem !== this.#folderProblem) {
+      this.#folderProblem = folderProblem;
+      if (folderProblem) this.#opts.logger.error({ dir: this.#opts.dir, maxEntries: this.#limits.maxEntries }, 'The manifest folder has too many entries; the rest were not read');
+      changed = true;
+    }
+    const paths = new Set(listing.entries.map((e) => e.path));
     for (const p of [...this.#files.keys()]) {
-      if (!paths.includes(p)) {
+      if (!paths.has(p)) {
         this.#files.delete(p);
         this.#opts.logger.info({ file: this.#rel(p) }, 'Manifest file removed');
         changed = true;
       }
     }
-    for (const p of paths) {
-      let fp: string;
+    let files = 0;
+    let bytes = 0;
+    for (const entry of listing.entries) {
       try {
-        const st = await stat(p);
-        fp = `${st.mtimeMs}:${st.size}:${st.ino}`;
-      } catch {
-        continue; // removed between listing and stat; the next scan sees it gone
+        if (await this.#scanEntry(entry, () => ({ files: ++files, bytes }), (n) => (bytes += n))) changed = true;
+      } catch (err) {
+        // Whatever goes wrong with one file is that file's problem.
+        if (this.#record(entry.path, `error:${(err as Error).message}`, '', { issues: [`${this.#rel(entry.path)}: cannot be loaded: ${(err as Error).message}`], opaque: true })) changed = true;
       }
-      const prev = this.#files.get(p);
-      if (prev && prev.fingerprint === fp) continue;
-      let text: string;
-      try {
-        text = await readFile(p, 'utf8');
-      } catch {
-        continue;
-      }
-      const contentHash = createHash('sha256').update(text).digest('hex');
-      if (prev && prev.contentHash === contentHash) {
-        prev.fingerprint = fp;
-        continue;
-      }
-      const parsed = parseManifestText(text, this.#rel(p));
-      const state: FileState = { fingerprint: fp, contentHash, lastGood: prev?.lastGood ?? null, issues: parsed.issues };
-      if (parsed.issues.length === 0) {
-        state.lastGood = { collectors: parsed.collectors, bridges: parsed.bridges, secrets: parsed.secrets };
-        this.#opts.logger.info({ file: this.#rel(p), collectors: parsed.collectors.length, secrets: parsed.secrets.length, ...(parsed.skipped.length ? { skipped: parsed.skipped } : {}) }, 'Manifest file loaded');
-      } else {
-        this.#opts.logger.error(
-          { file: this.#rel(p), issues: parsed.issues, keptLastGood: state.lastGood !== null },
-          'Manifest file is invalid; it was skipped and nothing else changed',
-        );
-      }
-      this.#files.set(p, state);
-      changed = true;
     }
     if (changed) this.#snapshot = this.#assemble();
     return changed;
+  }
+
+  /** Reads one entry when it changed; returns true when its state changed. */
+  async #scanEntry(entry: Entry, count: () => { files: number; bytes: number }, addBytes: (n: number) => void): Promise<boolean> {
+    const rel = this.#rel(entry.path);
+    if (entry.refused !== undefined) return this.#record(entry.path, `refused:${entry.refused}`, '', { issues: [`${rel}: ${entry.refused}`], opaque: true });
+    const target = entry.read ?? entry.path;
+    let st;
+    try {
+      st = await stat(target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false; // removed meanwhile: the next scan sees it gone
+      return this.#record(entry.path, `stat:${(err as NodeJS.ErrnoException).code}`, '', { issues: [`${rel}: cannot be read: ${(err as Error).message} (FB_MANIFEST_UNREADABLE)`], opaque: true });
+    }
+    if (!st.isFile()) return this.#record(entry.path, 'not-file', '', { issues: [`${rel}: not a regular file; not read (FB_MANIFEST_UNREADABLE)`], opaque: true });
+    const n = count();
+    if (n.files > this.#limits.maxFiles) {
+      return this.#record(entry.path, 'over-files', '', { issues: [`${rel}: not read: the folder holds more than ${this.#limits.maxFiles} manifest files (FB_MANIFEST_LIMIT)`], opaque: true });
+    }
+    if (st.size > this.#limits.maxFileBytes) {
+      return this.#record(entry.path, `too-large:${st.size}`, '', { issues: [`${rel}: ${st.size} bytes is larger than the largest manifest read, ${this.#limits.maxFileBytes} bytes (1.5 MiB, as in Kubernetes); not read (FB_MANIFEST_TOO_LARGE)`], opaque: true });
+    }
+    if (n.bytes + st.size > this.#limits.maxTotalBytes) {
+      return this.#record(entry.path, 'over-bytes', '', { issues: [`${rel}: not read: the folder's manifests exceed ${this.#limits.maxTotalBytes} bytes in all (FB_MANIFEST_LIMIT)`], opaque: true });
+    }
+    addBytes(st.size);
+    const fp = `${st.mtimeMs}:${st.size}:${st.ino}:${st.dev}`;
+    const prev = this.#files.get(entry.path);
+    if (prev && prev.fingerprint === fp) return false;
+    const read = await readBounded(target, this.#limits.maxFileBytes);
+    if ('problem' in read) return this.#record(entry.path, fp, '', { issues: [`${rel}: ${read.problem}`], opaque: true });
+    const contentHash = createHash('sha256').update(read.bytes).digest('hex');
+    if (prev && prev.contentHash === contentHash) {
+      prev.fingerprint = fp;
+      return false;
+    }
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(read.bytes);
+    } catch {
+      return this.#record(entry.path, fp, contentHash, { issues: [`${rel}: not valid UTF-8 text; not read (FB_MANIFEST_UNREADABLE)`], opaque: true });
+    }
+    let parsed: ParsedManifest;
+    try {
+      parsed = await this.#parser.parse(text, rel);
+    } catch (err) {
+      return this.#record(entry.path, fp, contentHash, { issues: [`${rel}: cannot be parsed: ${(err as Error).message} (FB_MANIFEST_TOO_LARGE)`], opaque: true });
+    }
+    return this.#record(entry.path, fp, contentHash, parsed);
+  }
+
+  /**
+   * Stores a file's new state (keeping its last good resources when it is bad) and logs the change.
+   * Returns false when nothing changed (the same problem seen again).
+   */
+  #record(path: string, fingerprint: string, contentHash: string, parsed: Pick<ParsedManifest, 'issues' | 'opaque'> & Partial<ParsedManifest>): boolean {
+    const prev = this.#files.get(path);
+    const issues = parsed.issues;
+    if (prev && prev.fingerprint === fingerprint && issues.length > 0 && prev.issues.join('\n') === issues.join('\n')) return false;
+    const state: FileState = {
+      fingerprint,
+      contentHash,
+      lastGood: prev?.lastGood ?? null,
+      issues,
+      bridgeIssues: parsed.bridgeIssues ?? [],
+      opaque: parsed.opaque,
+    };
+    const rel = this.#rel(path);
+    if (issues.length === 0) {
+      state.lastGood = { collectors: parsed.collectors ?? [], bridges: parsed.bridges ?? [], secrets: parsed.secrets ?? [] };
+      const skipped = parsed.skipped ?? [];
+      this.#opts.logger.info({ file: rel, collectors: state.lastGood.collectors.length, secrets: state.lastGood.secrets.length, ...(skipped.length ? { skipped } : {}) }, 'Manifest file loaded');
+    } else {
+      this.#opts.logger.error({ file: rel, issues, keptLastGood: state.lastGood !== null }, 'Manifest file is invalid; it was skipped and nothing else changed');
+    }
+    this.#files.set(path, state);
+    return true;
   }
 
   #rel(p: string): string {
@@ -231,8 +359,16 @@ export class ManifestDirectory {
     const bridges: LoadedBridge[] = [];
     const secrets = new Map<string, LoadedSecret>();
     const invalidFiles: InvalidFile[] = [];
+    const bridgeProblems: string[] = [];
+    const opaqueFiles: InvalidFile[] = [];
+    if (this.#folderProblem) {
+      invalidFiles.push({ path: '.', issues: [this.#folderProblem] });
+      opaqueFiles.push({ path: '.', issues: [this.#folderProblem] });
+    }
     for (const [p, st] of [...this.#files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const issues = [...st.issues];
+      bridgeProblems.push(...st.bridgeIssues);
+      if (st.opaque) opaqueFiles.push({ path: this.#rel(p), issues: st.issues });
       for (const c of st.lastGood?.collectors ?? []) {
         const key = `${c.input.namespace}/${c.input.name}`;
         const other = collectors.get(key);
@@ -255,141 +391,178 @@ export class ManifestDirectory {
       if (issues.length > 0) invalidFiles.push({ path: this.#rel(p), issues });
     }
     if (bridges.length > 1) {
-      invalidFiles.push({
-        path: bridges[1]!.source,
-        issues: [`more than one OpAMPBridge in the folder; using ${bridges[0]!.source} (standalone mode serves one endpoint)`],
-      });
+      const msg = `more than one OpAMPBridge in the folder (${bridges.map((b) => b.source).join(', ')}); using ${bridges[0]!.source} (standalone mode serves one endpoint)`;
+      invalidFiles.push({ path: bridges[1]!.source, issues: [msg] });
+      bridgeProblems.push(msg);
     }
-    return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, secrets: [...secrets.values()], invalidFiles };
+    return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, secrets: [...secrets.values()], invalidFiles, bridgeProblems, opaqueFiles };
   }
 }
 
-async function listManifests(dir: string): Promise<{ files: string[]; dirs: string[] }> {
-  const out: string[] = [];
+/** `p` is `root` or inside it (both real paths). */
+function inside(root: string, p: string): boolean {
+  const rel = relative(root, p);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/**
+ * Lists manifest files (and the folders to watch), at most `maxEntries` entries of any kind looked
+ * at. Names starting with "." are skipped (editors' temporary files; a ConfigMap volume's `..data`
+ * and timestamped folders, reached through the symlinks that point into them).
+ */
+async function listManifests(dir: string, maxEntries: number): Promise<{ entries: Entry[]; dirs: string[]; truncated: boolean }> {
+  const entries: Entry[] = [];
   const dirs: string[] = [];
-  const walk = async (d: string, depth: number) => {
-    let entries;
+  let seen = 0;
+  let truncated = false;
+  const root = await realpath(dir);
+  const walk = async (d: string, depth: number): Promise<void> => {
+    let handle;
     try {
-      entries = await readdir(d, { withFileTypes: true });
+      handle = await opendir(d);
     } catch {
       return;
     }
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(d, e.name);
-      if (e.isDirectory() && depth < 8) {
-        dirs.push(p);
-        await walk(p, depth + 1);
-      } else if (e.isFile() && MANIFEST_EXT.test(e.name)) out.push(p);
+    const subdirs: string[] = [];
+    try {
+      for await (const e of handle) {
+        if (++seen > maxEntries) {
+          truncated = true;
+          break;
+        }
+        if (e.name.startsWith('.')) continue;
+        const p = join(d, e.name);
+        if (e.isDirectory()) {
+          if (depth < 8) subdirs.push(p);
+          continue;
+        }
+        if (!MANIFEST_EXT.test(e.name)) continue;
+        if (e.isFile()) entries.push({ path: p, read: p });
+        else if (e.isSymbolicLink()) entries.push(await symlinkEntry(root, p));
+        else entries.push({ path: p, refused: 'not a regular file; not read (FB_MANIFEST_UNREADABLE)' });
+      }
+    } catch {
+      // the folder went away while being read: what was listed stands
+    }
+    for (const s of subdirs.sort()) {
+      if (truncated) break;
+      dirs.push(s);
+      await walk(s, depth + 1);
     }
   };
   await walk(dir, 0);
-  return { files: out.sort(), dirs };
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { entries, dirs, truncated };
 }
 
-const SECRET_KEY = z.string().regex(/^[-._a-zA-Z0-9]+$/, { message: 'keys are letters, digits, "-", "_" and "."' });
-
-/** A core v1 Secret, as much of it as standalone mode uses. */
-const SecretManifest = z.object({
-  apiVersion: z.literal('v1'),
-  kind: z.literal('Secret'),
-  metadata: z.object({ name: ObjectName, namespace: NamespaceName.optional() }).loose(),
-  type: z.string().optional(),
-  data: z
-    .record(SECRET_KEY, z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, { message: 'must be base64 (or put the value in stringData)' }))
-    .optional(),
-  stringData: z.record(SECRET_KEY, z.string({ message: 'must be a string' })).optional(),
-}).loose();
-
-function zodIssues(where: string, err: z.ZodError): string[] {
-  // A bad map key says why (zod's own message is only "Invalid key in record").
-  const message = (i: z.core.$ZodIssue) => (i.code === 'invalid_key' && i.issues.length > 0 ? i.issues.map((k) => k.message).join('; ') : i.message);
-  return err.issues.map((i) => `${where}: ${i.path.length ? i.path.join('.') + ': ' : ''}${message(i)}`);
+async function symlinkEntry(root: string, p: string): Promise<Entry> {
+  let real: string;
+  try {
+    real = await realpath(p);
+  } catch (err) {
+    return { path: p, refused: `a symlink whose target cannot be resolved (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); not read (FB_MANIFEST_SYMLINK)` };
+  }
+  if (!inside(root, real)) return { path: p, refused: `a symlink that leads outside the manifest folder (to ${real}); refused (FB_MANIFEST_SYMLINK)` };
+  return { path: p, read: real };
 }
 
-/** Parses one file's text (one or more YAML documents). Pure; exported for tests. */
-export function parseManifestText(
-  text: string,
-  source: string,
-): { collectors: LoadedCollector[]; bridges: LoadedBridge[]; secrets: LoadedSecret[]; issues: string[]; skipped: string[] } {
-  const issues: string[] = [];
-  const skipped: string[] = [];
-  const collectors: LoadedCollector[] = [];
-  const bridges: LoadedBridge[] = [];
-  const secrets: LoadedSecret[] = [];
-  // Merge keys ("<<: *anchor") are honoured, as kubectl does when it reads the same manifests; a
-  // Collector's spec.configYaml text is read separately, as the collector reads it (render/yaml.ts).
-  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true, merge: true });
-  const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, i) => {
-    const where = list.length > 1 ? `${source} (document ${i + 1})` : source;
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) issues.push(`${where}: invalid YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`);
-      return;
+/** Reads at most maxBytes of a regular file, without ever blocking on a FIFO or a device. */
+async function readBounded(path: string, maxBytes: number): Promise<{ bytes: Buffer } | { problem: string }> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return { problem: `cannot be read: ${(err as Error).message} (FB_MANIFEST_UNREADABLE)` };
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { problem: 'not a regular file; not read (FB_MANIFEST_UNREADABLE)' };
+    const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
+    let len = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, len, buf.length - len, len);
+      if (bytesRead === 0) break;
+      len += bytesRead;
+      if (len === buf.length) break;
     }
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    if (value === null || value === undefined) return; // an empty document
-    if (typeof value !== 'object' || Array.isArray(value)) {
-      issues.push(`${where}: expected a resource (a mapping with apiVersion and kind)`);
-      return;
-    }
-    const obj = value as Record<string, unknown>;
-    const apiVersion = obj['apiVersion'];
-    if (apiVersion === 'v1' && obj['kind'] === 'Secret') {
-      // Core Secrets: values for Collectors' secretRefs, bearer tokens and certificates. Problems
-      // are told by key, never with the value.
-      const r = SecretManifest.safeParse(obj);
-      if (!r.success) return void issues.push(...zodIssues(`${where}: Secret`, r.error));
-      const data: Record<string, string> = {};
-      for (const [k, v] of Object.entries(r.data.data ?? {})) data[k] = Buffer.from(v, 'base64').toString('utf8');
-      Object.assign(data, r.data.stringData ?? {});
-      secrets.push({ namespace: r.data.metadata.namespace ?? 'default', name: r.data.metadata.name, data, source });
-      return;
-    }
-    // A folder may also hold other manifests (a Pod with the Supervisor sidecar, a ConfigMap):
-    // documents of other API groups are not ours and are skipped. A wrong fleetbridge.dev version is an error.
-    if (typeof apiVersion === 'string' && apiVersion.includes('/') ? !apiVersion.startsWith(`${API_GROUP}/`) : typeof apiVersion === 'string') {
-      skipped.push(`${where}: ${String(obj['kind'] ?? '?')} (${apiVersion})`);
-      return;
-    }
-    if (apiVersion !== GROUP_VERSION) {
-      issues.push(`${where}: apiVersion must be ${GROUP_VERSION}, got ${JSON.stringify(obj['apiVersion'] ?? null)}`);
-      return;
-    }
-    if (obj['kind'] === 'Collector') {
-      const r = Collector.safeParse(obj);
-      if (!r.success) return void issues.push(...zodIssues(`${where}: Collector`, r.error));
-      const res = r.data;
-      const namespace = res.metadata.namespace ?? 'default';
-      const secretNames = (res.spec.secretRefs ?? []).map((x) => x.name);
-      const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {}, secretNames);
-      if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
-      const packageIssues = packageSpecIssues(res.spec.packages, secretNames);
-      if (packageIssues.length > 0) return void issues.push(...packageIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: ${m}`));
-      const revision = collectorRevision(res.spec, cfg.config, secretNames);
-      collectors.push({
-        resource: { ...res, metadata: { ...res.metadata, namespace } },
-        source,
-        warnings: cfg.warnings,
-        input: {
-          namespace,
-          name: res.metadata.name,
-          generation: res.metadata.generation ?? 1,
-          revision,
-          priority: res.spec.priority,
-          selector: res.spec.selector,
-          config: cfg.config,
-          secretNames,
-          ...(res.spec.packages?.length ? { packages: res.spec.packages } : {}),
-        },
-      });
-    } else if (obj['kind'] === 'OpAMPBridge') {
-      const r = OpAMPBridge.safeParse(obj);
-      if (!r.success) return void issues.push(...zodIssues(`${where}: OpAMPBridge`, r.error));
-      bridges.push({ resource: r.data, source });
-    } else {
-      issues.push(`${where}: unknown kind ${JSON.stringify(obj['kind'] ?? null)}; expected Collector or OpAMPBridge`);
-    }
-  });
-  return { collectors, bridges, secrets, issues, skipped };
+    if (len > maxBytes) return { problem: `larger than the largest manifest read, ${maxBytes} bytes (1.5 MiB, as in Kubernetes); not read (FB_MANIFEST_TOO_LARGE)` };
+    if (len > st.size) return { problem: 'changed while being read; read again on the next scan (FB_MANIFEST_UNREADABLE)' };
+    return { bytes: buf.subarray(0, len) };
+  } catch (err) {
+    return { problem: `cannot be read: ${(err as Error).message} (FB_MANIFEST_UNREADABLE)` };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Parses files one at a time, in a worker thread bounded in time and heap (a timeout or running out
+ * of memory stops the worker and reports the file), or in this thread when the worker's build is not
+ * there (tests run from the sources).
+ */
+class ManifestParser {
+  #worker: Worker | null = null;
+  #next = 1;
+
+  constructor(
+    readonly url: URL | null,
+    readonly limits: ManifestLimits,
+  ) {}
+
+  async parse(text: string, source: string): Promise<ParsedManifest> {
+    if (!this.url) return parseManifestText(text, source);
+    const w = (this.#worker ??= this.#spawn(this.url));
+    const id = this.#next++;
+    return new Promise<ParsedManifest>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        w.off('message', onMessage);
+        w.off('error', onError);
+        w.off('exit', onExit);
+      };
+      const onMessage = (m: { id: number; result?: ParsedManifest; error?: string }) => {
+        if (m.id !== id) return;
+        done();
+        if (m.error !== undefined) reject(new Error(m.error));
+        else resolve(m.result!);
+      };
+      const onError = (err: Error & { code?: string }) => {
+        done();
+        this.#drop(w);
+        reject(err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? new Error(`it needs more than ${this.limits.parserHeapMb} MB of memory`) : err);
+      };
+      const onExit = (code: number) => {
+        done();
+        this.#drop(w);
+        reject(new Error(`the parser stopped (exit code ${code})`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        this.#drop(w);
+        reject(new Error(`parsing took longer than ${this.limits.parseTimeoutMs / 1000} s`));
+      }, this.limits.parseTimeoutMs);
+      w.on('message', onMessage);
+      w.once('error', onError);
+      w.once('exit', onExit);
+      w.postMessage({ id, text, source });
+    });
+  }
+
+  #spawn(url: URL): Worker {
+    // No execArgv of this process (e.g. --import hooks that read stdin): the parser needs none.
+    const w = new Worker(url, { execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.limits.parserHeapMb, maxYoungGenerationSizeMb: 64 } });
+    w.unref();
+    return w;
+  }
+
+  #drop(w: Worker): void {
+    if (this.#worker === w) this.#worker = null;
+    void w.terminate();
+  }
+
+  async release(): Promise<void> {
+    const w = this.#worker;
+    this.#worker = null;
+    if (w) await w.terminate();
+  }
 }

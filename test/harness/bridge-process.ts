@@ -54,6 +54,8 @@ export interface BridgeProcess {
   getCollectors(): Promise<{ collectors: CollectorView[]; invalidFiles: { path: string; issues: string[] }[] }>;
   getCollector(name: string, ns?: string): Promise<CollectorView | undefined>;
   metricsText(): Promise<string>;
+  /** Headers that admit to the admin API and /metrics (`Authorization` with `adminToken`, else none). */
+  adminHeaders: Record<string, string>;
   /** Stops the process that way (SIGTERM: waits for its graceful exit, at most 15 s, then SIGKILL), starts it again on the same ports and folder, resolves when it is ready. */
   restart(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Stops it for good (SIGTERM, then SIGKILL after 15 s) and removes the temporary manifest folder (when the harness made it). */
@@ -75,6 +77,11 @@ export interface BridgeProcessOptions {
   env?: Record<string, string>;
   /** Bound on each start-up; default 30 s. */
   startTimeoutMs?: number;
+  /**
+   * An admin token, passed with --admin-token-file: the admin API and /metrics then need it, and
+   * the getters send it. Default: none (the admin endpoint is open, on loopback).
+   */
+  adminToken?: string;
 }
 
 const MAX_LOGS = 200_000;
@@ -249,6 +256,10 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
   const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-proc-'));
   for (const [name, text] of Object.entries(opts.manifests ?? {})) await writeFile(join(dir, name), text);
   const [opampPort, httpPort] = [await freePort(), await freePort()];
+  // Outside the manifest folder (the bridge reads every file in it as a manifest).
+  const adminTokenFile = opts.adminToken !== undefined ? join(await mkdtemp(join(tmpdir(), 'fleetbridge-admin-')), 'token') : undefined;
+  if (adminTokenFile) await writeFile(adminTokenFile, `${opts.adminToken}\n`, { mode: 0o600 });
+  const adminHeaders: Record<string, string> = opts.adminToken !== undefined ? { Authorization: `Bearer ${opts.adminToken}` } : {};
   const args = [
     '--import',
     STDIN_GUARD,
@@ -264,6 +275,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
     String(httpPort),
     '--heartbeat-interval',
     String(opts.heartbeatIntervalSeconds ?? 2),
+    ...(adminTokenFile ? ['--admin-token-file', adminTokenFile] : []),
     ...(opts.extraArgs ?? []),
   ];
   const env = {
@@ -329,7 +341,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
   };
 
   const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
-    const res = await fetch(apiUrl + path, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(apiUrl + path, { headers: adminHeaders, signal: AbortSignal.timeout(10_000) });
     return { status: res.status, body: (await res.json()) as T };
   };
 
@@ -341,6 +353,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
     apiUrl,
     manifestsDir: dir,
     logs,
+    adminHeaders,
     get incarnation() {
       return incarnation;
     },
@@ -371,7 +384,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
       return collectors.find((c) => c.name === name && c.namespace === ns);
     },
     async metricsText() {
-      return (await fetch(apiUrl + '/metrics', { signal: AbortSignal.timeout(10_000) })).text();
+      return (await fetch(apiUrl + '/metrics', { headers: adminHeaders, signal: AbortSignal.timeout(10_000) })).text();
     },
     async restart(signal) {
       if (stopped) throw new Error('restart(): the bridge process was stopped');
@@ -383,6 +396,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
       stopped = true;
       if (proc) await killAndWait(proc, 'SIGTERM');
       await rm(dir, { recursive: true, force: true });
+      if (adminTokenFile) await rm(join(adminTokenFile, '..'), { recursive: true, force: true });
     },
     describe() {
       return proc ? proc.describe() : '(not started)';

@@ -25,6 +25,8 @@ export interface TestBridge {
   getCollectors(): Promise<{ collectors: CollectorView[]; invalidFiles: { path: string; issues: string[] }[] }>;
   getCollector(name: string, namespace?: string): Promise<CollectorView | undefined>;
   metricsText(): Promise<string>;
+  /** Headers that admit to the admin API and /metrics (`Authorization` when an admin token is configured, else none). */
+  adminHeaders: Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -38,6 +40,15 @@ export interface TestBridgeOptions {
   maxConnectionsPerSource?: number;
   /** Manifest folder rescan period, ms (default 2,000): long, to see that the watcher alone notices changes. */
   watchRescanMs?: number;
+  /**
+   * An admin token (written to a file passed as adminTokenFile): the admin API and /metrics then
+   * need it, and the harness's getters send it. Default: none (the admin endpoint is open, on loopback).
+   */
+  adminToken?: string;
+  /** The token the harness's getters send when the token comes from elsewhere (spec.admin.tokenSecretName). */
+  adminHeaders?: Record<string, string>;
+  metricsAuth?: boolean;
+  ownMetricsMaxSkewMs?: number;
 }
 
 export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<TestBridge> {
@@ -59,7 +70,16 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     },
   });
   const logger = createLogger({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'debug', destination: sink });
+  let adminTokenFile: string | undefined;
+  if (opts.adminToken !== undefined) {
+    adminTokenFile = join(await mkdtemp(join(tmpdir(), 'fleetbridge-admin-')), 'token');
+    await writeFile(adminTokenFile, `${opts.adminToken}\n`, { mode: 0o600 });
+  }
+  const adminHeaders: Record<string, string> = opts.adminHeaders ?? (opts.adminToken !== undefined ? { Authorization: `Bearer ${opts.adminToken}` } : {});
   const running = await startStandalone({
+    ...(adminTokenFile ? { adminTokenFile } : {}),
+    ...(opts.metricsAuth !== undefined ? { metricsAuth: opts.metricsAuth } : {}),
+    ...(opts.ownMetricsMaxSkewMs !== undefined ? { ownMetricsMaxSkewMs: opts.ownMetricsMaxSkewMs } : {}),
     manifestsDir: dir,
     logger,
     opampPort: 0,
@@ -75,7 +95,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
   });
   const api = running.apiUrl;
   const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
-    const res = await fetch(api + path);
+    const res = await fetch(api + path, { headers: adminHeaders });
     return { status: res.status, body: (await res.json()) as T };
   };
   const bridge: TestBridge = {
@@ -85,6 +105,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     manifestsDir: dir,
     running,
     logs,
+    adminHeaders,
     async writeManifest(name, text) {
       // Write then rename, so the watcher never reads a half-written file.
       const tmp = join(dir, `.${name}.tmp`);
@@ -109,11 +130,12 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
       return collectors.find((c) => c.name === name && c.namespace === namespace);
     },
     async metricsText() {
-      return (await fetch(api + '/metrics')).text();
+      return (await fetch(api + '/metrics', { headers: adminHeaders })).text();
     },
     async stop() {
       await running.stop();
       await rm(dir, { recursive: true, force: true });
+      if (adminTokenFile) await rm(join(adminTokenFile, '..'), { recursive: true, force: true });
     },
   };
   return bridge;

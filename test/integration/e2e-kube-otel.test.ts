@@ -158,7 +158,7 @@ describe.skipIf(skip)('the operator with real OpenTelemetry Collectors (Supervis
 
   async function bridge(ns: string): Promise<RunningOperator> {
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fleetbridge' }, spec: { heartbeatIntervalSeconds: 5, auth: { mode: 'none' } } } });
-    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fleetbridge', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: `e2e-${ns}` });
+    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fleetbridge', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `e2e-${ns}` });
     cleanups.push(() => op.stop());
     return op;
   }

@@ -81,19 +81,37 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     await h(['lint', CHART, '--strict', '--set', 'replicaCount=3', '--set', 'serviceMonitor.enabled=true', '--set-json', 'bridge.spec.namespaceSelector={"matchLabels":{"team":"a"}}']);
     const docs = await template();
     const kinds = docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
-    expect(kinds).toEqual(['ClusterRole/fb-fleetbridge-obs', 'ClusterRoleBinding/fb-fleetbridge-obs', 'Deployment/fb-fleetbridge', 'OpAMPBridge/fleetbridge', 'PodDisruptionBudget/fb-fleetbridge', 'Role/fb-fleetbridge', 'RoleBinding/fb-fleetbridge', 'Service/fleetbridge', 'ServiceAccount/fb-fleetbridge']);
+    expect(kinds).toEqual(['ClusterRole/fb-fleetbridge-obs', 'ClusterRole/fb-fleetbridge-obs-metrics-reader', 'ClusterRole/fb-fleetbridge-obs-viewer', 'ClusterRoleBinding/fb-fleetbridge-obs', 'Deployment/fb-fleetbridge', 'OpAMPBridge/fleetbridge', 'PodDisruptionBudget/fb-fleetbridge', 'Role/fb-fleetbridge', 'RoleBinding/fb-fleetbridge', 'Service/fleetbridge', 'ServiceAccount/fb-fleetbridge']);
     const dep = docs.find((d) => d.kind === 'Deployment')!;
     const pod = dep['spec'].template.spec;
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     expect(pod.containers[0].securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(pod.containers[0].readinessProbe.httpGet).toMatchObject({ path: '/readyz', port: 'admin' });
-    // Namespaced by default: nothing cluster-wide but TokenReviews.
-    expect(docs.find((d) => d.kind === 'ClusterRole')!['rules']).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
+    expect(pod.containers[0].args).toContain('--admin-auth=kubernetes');
+    // Namespaced by default: nothing cluster-wide but TokenReviews and SubjectAccessReviews (agents' and admin callers' tokens).
+    expect(docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'fb-fleetbridge-obs')!['rules']).toEqual([
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+      { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    ]);
+    // The roles admin callers are bound to: the API (a subresource of this bridge) and /metrics.
+    expect(docs.find((d) => d.metadata.name === 'fb-fleetbridge-obs-viewer')!['rules']).toEqual([
+      { apiGroups: ['fleetbridge.dev'], resources: ['opampbridges/api'], resourceNames: ['fleetbridge'], verbs: ['get'] },
+      { apiGroups: ['fleetbridge.dev'], resources: ['collectors', 'opampbridges'], verbs: ['get', 'list', 'watch'] },
+      { nonResourceURLs: ['/metrics'], verbs: ['get'] },
+    ]);
+    expect(docs.find((d) => d.metadata.name === 'fb-fleetbridge-obs-metrics-reader')!['rules']).toEqual([{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]);
     // With a namespaceSelector the served resources move to the ClusterRole, namespaces included.
     const wide = await template('--set-json', 'bridge.spec.namespaceSelector={"matchLabels":{"team":"a"}}', '--set', 'serviceMonitor.enabled=true');
     const cr = wide.find((d) => d.kind === 'ClusterRole')!['rules'] as { resources: string[] }[];
-    expect(cr.flatMap((r) => r.resources).sort()).toEqual(['collectors', 'collectors/status', 'events', 'namespaces', 'pods', 'secrets', 'tokenreviews']);
-    expect(wide.some((d) => d.kind === 'ServiceMonitor')).toBe(true);
+    expect(cr.flatMap((r) => r.resources).sort()).toEqual(['collectors', 'collectors/status', 'events', 'namespaces', 'pods', 'secrets', 'subjectaccessreviews', 'tokenreviews']);
+    // Prometheus scrapes with its ServiceAccount token (bound to the metrics-reader role) ...
+    const sm = wide.find((d) => d.kind === 'ServiceMonitor')!;
+    expect(sm['spec'].endpoints[0]).toMatchObject({ port: 'admin', path: '/metrics', bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' });
+    // ... unless /metrics is left open (admin.metricsAuth false); subjects listed in values are bound.
+    const open = await template('--set', 'serviceMonitor.enabled=true', '--set', 'admin.metricsAuth=false', '--set-json', 'admin.metricsReaders=[{"kind":"ServiceAccount","name":"prometheus-k8s","namespace":"monitoring"}]');
+    expect(open.find((d) => d.kind === 'ServiceMonitor')!['spec'].endpoints[0].bearerTokenFile).toBeUndefined();
+    expect(open.find((d) => d.kind === 'Deployment')!['spec'].template.spec.containers[0].args).toContain('--metrics-auth=false');
+    expect(open.find((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 'fb-fleetbridge-obs-metrics-reader')).toMatchObject({ roleRef: { name: 'fb-fleetbridge-obs-metrics-reader' }, subjects: [{ kind: 'ServiceAccount', name: 'prometheus-k8s', namespace: 'monitoring' }] });
   });
 
   it('refuses bad values at install with the schema\'s message', async () => {
@@ -101,6 +119,7 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     await expect(template('--set', 'bridge.spec.auth.mode=password')).rejects.toThrow(/auth[./]mode/);
     await expect(template('--set', 'image.pullPolicy=Sometimes')).rejects.toThrow(/pullPolicy/);
     await expect(template('--set', 'nosuchvalue=1')).rejects.toThrow(/nosuchvalue/);
+    await expect(template('--set', 'admin.auth=basic')).rejects.toThrow(/admin[./]auth/);
   });
 
   it('deploy/ is the chart rendered (npm run gen:deploy), and the API server accepts all of it', async () => {
@@ -139,7 +158,9 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
    * a Secret; write both statuses, the Lease and an Event). Any forbidden call fails.
    */
   async function operatorUnderChartRbac(release: string, served: string, set: string[]): Promise<void> {
-    await h(['install', 'fb', CHART, '--namespace', release, '--kubeconfig', kubeconfig, '--set', 'bridge.spec.heartbeatIntervalSeconds=1', ...set]);
+    // A scraper bound to the chart's metrics-reader role through admin.metricsReaders, and a ServiceAccount bound to nothing.
+    for (const name of ['scraper', 'stranger']) await core.createNamespacedServiceAccount({ namespace: release, body: { metadata: { name } } });
+    await h(['install', 'fb', CHART, '--namespace', release, '--kubeconfig', kubeconfig, '--set', 'bridge.spec.heartbeatIntervalSeconds=1', '--set-json', `admin.metricsReaders=[{"kind":"ServiceAccount","name":"scraper","namespace":"${release}"}]`, ...set]);
     cleanups.push(() => h(['uninstall', 'fb', '--namespace', release, '--kubeconfig', kubeconfig]));
     // Credentials of the chart's ServiceAccount, as the pod would have them.
     const saToken = (await core.createNamespacedServiceAccountToken({ namespace: release, name: 'fb-fleetbridge', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status!.token;
@@ -177,8 +198,15 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
     }, WAIT);
     expect(op.isLeader()).toBe(true);
     await op.settled();
-    const metrics = await (await fetch(`${op.apiUrl}/metrics`)).text();
-    const forbidden = lines.filter((l) => /forbidden|\b403\b/i.test(l));
+    // The admin endpoint authorizes with the chart's grants too (TokenReview, SubjectAccessReview).
+    const adminToken = async (sa: string) => (await core.createNamespacedServiceAccountToken({ namespace: release, name: sa, body: { spec: { audiences: [], expirationSeconds: 600 } } })).status!.token;
+    const stranger = await fetch(`${op.apiUrl}/metrics`, { headers: { Authorization: `Bearer ${await adminToken('stranger')}` } });
+    expect(stranger.status).toBe(403);
+    const scrape = await fetch(`${op.apiUrl}/metrics`, { headers: { Authorization: `Bearer ${await adminToken('scraper')}` } });
+    expect(scrape.status).toBe(200);
+    const metrics = await scrape.text();
+    // (The stranger's refusal at the admin endpoint is the bridge's verdict, not a call it was denied.)
+    const forbidden = lines.filter((l) => /forbidden|\b403\b/i.test(l) && !l.includes('"msg":"Admin request refused"'));
     expect(forbidden, forbidden.join('\n')).toEqual([]);
     expect(metrics).not.toMatch(/^fleetbridge_kube_api_errors_total\{[^}]*\} [1-9]/m);
   }

@@ -1,13 +1,15 @@
 /**
  * Agent authentication with pod-bound ServiceAccount tokens (OpAMPBridge.spec.auth), against a
- * real kube-apiserver: TokenRequest issues the tokens, TokenReview verifies them.
+ * real kube-apiserver: TokenRequest issues the tokens, TokenReview verifies them. And the admin
+ * endpoint's delegated access (TokenReview, then SubjectAccessReview under the apiserver's RBAC):
+ * the chart's viewer and metrics-reader ClusterRoles admit, other callers get 403, no token 401.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
@@ -27,6 +29,7 @@ let cp: ControlPlane;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
 let kc: KubeConfig;
+let rbac: RbacAuthorizationV1Api;
 const stops: (() => Promise<unknown>)[] = [];
 
 describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
@@ -34,6 +37,8 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
   let other: string;
   let op: RunningOperator;
   const uids: Record<string, string> = {};
+  /** Admin callers' tokens (the apiserver's own audience), by ServiceAccount. */
+  const admin: Record<string, string> = {};
 
   beforeAll(async () => {
     cp = await startControlPlane();
@@ -41,6 +46,7 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     kc.loadFromString(cp.kubeconfigYaml);
     core = kc.makeApiClient(CoreV1Api);
     custom = kc.makeApiClient(CustomObjectsApi);
+    rbac = kc.makeApiClient(RbacAuthorizationV1Api);
     for (const f of readdirSync('crds')) {
       const r = await kubeRequest(cp, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', parse(readFileSync(`crds/${f}`, 'utf8')));
       expect(r.status, r.text).toBe(201);
@@ -60,6 +66,24 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     }, WAIT);
     // spec.auth left out: serviceAccountToken with audience "fleetbridge" is the default.
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1 } } });
+    // Admin callers: the chart's ClusterRoles (charts/fleetbridge/templates/rbac.yaml), bound as a
+    // user would: viewer and metrics reader cluster-wide, a namespace viewer by RoleBinding only.
+    const viewerRules: V1PolicyRule[] = [
+      { apiGroups: [G], resources: ['opampbridges/api'], resourceNames: ['fb'], verbs: ['get'] },
+      { apiGroups: [G], resources: ['collectors', 'opampbridges'], verbs: ['get', 'list', 'watch'] },
+      { nonResourceURLs: ['/metrics'], verbs: ['get'] },
+    ];
+    await rbac.createClusterRole({ body: { metadata: { name: `${ns}-viewer` }, rules: viewerRules } });
+    await rbac.createClusterRole({ body: { metadata: { name: `${ns}-metrics-reader` }, rules: [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }] } });
+    for (const sa of ['viewer', 'ns-viewer', 'prometheus', 'nobody']) await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: sa } } });
+    const subject = (name: string) => [{ kind: 'ServiceAccount', name, namespace: ns }];
+    await rbac.createClusterRoleBinding({ body: { metadata: { name: `${ns}-viewer` }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${ns}-viewer` }, subjects: subject('viewer') } });
+    await rbac.createClusterRoleBinding({ body: { metadata: { name: `${ns}-metrics-reader` }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${ns}-metrics-reader` }, subjects: subject('prometheus') } });
+    await rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name: 'ns-viewer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${ns}-viewer` }, subjects: subject('ns-viewer') } });
+    for (const sa of ['viewer', 'ns-viewer', 'prometheus', 'nobody']) {
+      admin[sa] = (await core.createNamespacedServiceAccountToken({ namespace: ns, name: sa, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status!.token;
+    }
+    // adminAuth left out: kubernetes (TokenReview and SubjectAccessReview) is the default.
     op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'auth-test' });
     stops.push(() => op.stop());
   }, 600_000);
@@ -85,7 +109,13 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     stops.push(async () => a.terminate());
     return a;
   }
-  const view = async (uid: string) => (await (await fetch(`${op.apiUrl}/api/v1/agents/${uid}`)).json()) as AgentView;
+  const as = (sa: string) => ({ headers: { Authorization: `Bearer ${admin[sa]}` } });
+  const view = async (uid: string) => (await (await fetch(`${op.apiUrl}/api/v1/agents/${uid}`, as('viewer'))).json()) as AgentView;
+  const adminStatus = async (path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${op.apiUrl}${path}`, init);
+    await res.arrayBuffer();
+    return res.status;
+  };
   const configs = (a: RawWsAgent) => a.received.filter((m) => m.remoteConfig);
 
   it('refuses a connection without a token, with a wrong audience, or with a token bound to no pod', async () => {
@@ -96,7 +126,7 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     const http = await httpPost(op.opampUrl.http, encodeAgent({ instanceUid: randomUid(), capabilities: 1 }));
     expect(http.status).toBe(401);
     expect(http.headers.get('www-authenticate')).toBe('Bearer');
-    expect(await (await fetch(`${op.apiUrl}/metrics`)).text()).toMatch(/code="FB_OPAMP_UNAUTHENTICATED"\} [1-9]/);
+    expect(await (await fetch(`${op.apiUrl}/metrics`, as('prometheus'))).text()).toMatch(/code="FB_OPAMP_UNAUTHENTICATED"\} [1-9]/);
   });
 
   it('refuses an expired token, even one the apiserver itself signed', async () => {
@@ -131,7 +161,7 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the agent claims pod ${ns}/b but its token is bound to pod ${ns}/a`), WAIT);
     expect(configs(a)).toHaveLength(0);
     // Counted, not only logged.
-    expect(await (await fetch(`${op.apiUrl}/metrics`)).text()).toMatch(/^fleetbridge_agents_unbound [1-9]/m);
+    expect(await (await fetch(`${op.apiUrl}/metrics`, as('viewer'))).text()).toMatch(/^fleetbridge_agents_unbound [1-9]/m);
   });
 
   it('gives nothing to an agent whose token belongs to a pod in another namespace', async () => {
@@ -146,6 +176,34 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
     await core.deleteNamespacedPod({ namespace: ns, name: 'gone' });
     await vi.waitFor(async () => expect((await view(a.uidString)).identityError).toBe(`the pod the agent's token is bound to (${ns}/gone) does not exist`), WAIT);
     expect((await view(a.uidString)).remoteConfig.desiredHash).toBeNull();
+  });
+
+  it('admin endpoint: probes open; no token 401; a ServiceAccount the viewer role is bound to reads the API, others get 403', async () => {
+    expect(await adminStatus('/healthz')).toBe(200);
+    expect(await adminStatus('/readyz')).toBe(200);
+    expect(await adminStatus('/api/v1/agents')).toBe(401);
+    expect(await adminStatus('/metrics')).toBe(401);
+    expect(await adminStatus('/api/v1/agents', { headers: { Authorization: 'Bearer not-a-token' } })).toBe(401);
+    // An agent's token is for the bridge's audience, not the apiserver's: it opens nothing here.
+    expect(await adminStatus('/api/v1/agents', { headers: { Authorization: `Bearer ${await token(ns, 'a')}` } })).toBe(401);
+    const refused = await fetch(`${op.apiUrl}/api/v1/agents`, as('nobody'));
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: string }).error).toBe(`system:serviceaccount:${ns}:nobody may not get opampbridges/api fb (group fleetbridge.dev) in namespace ${ns}`);
+    expect(await adminStatus('/metrics', as('nobody'))).toBe(403);
+    const agents = await fetch(`${op.apiUrl}/api/v1/agents`, as('viewer'));
+    expect(agents.status).toBe(200);
+    expect(((await agents.json()) as { agents: unknown[] }).agents.length).toBeGreaterThan(0);
+    expect(await adminStatus('/api/v1/collectors', as('viewer'))).toBe(200);
+    expect(await adminStatus('/metrics', as('viewer'))).toBe(200);
+    // Prometheus's role: /metrics only.
+    expect(await adminStatus('/metrics', as('prometheus'))).toBe(200);
+    expect(await adminStatus('/api/v1/agents', as('prometheus'))).toBe(403);
+    // Bound in the bridge's namespace only: the API (a namespaced subresource), not /metrics (a non-resource URL).
+    expect(await adminStatus('/api/v1/agents', as('ns-viewer'))).toBe(200);
+    expect(await adminStatus('/metrics', as('ns-viewer'))).toBe(403);
+    const text = await (await fetch(`${op.apiUrl}/metrics`, as('viewer'))).text();
+    expect(text).toMatch(/^fleetbridge_admin_requests_denied_total\{resource="api",reason="unauthenticated"\} [1-9]/m);
+    expect(text).toMatch(/^fleetbridge_admin_requests_denied_total\{resource="api",reason="forbidden"\} [1-9]/m);
   });
 
   it('reports in status that agents are authenticated', async () => {

@@ -69,7 +69,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
 
   async function bridge(ns: string, extra: { namespaceSelector?: unknown; packages?: unknown } = {}): Promise<RunningOperator> {
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ...extra } } });
-    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: `test-${ns}` });
+    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `test-${ns}` });
     cleanups.push(() => op.stop());
     return op;
   }
@@ -434,7 +434,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
   it('lets only one of two replicas write status, and hands over when the leader stops', async () => {
     const ns = await namespace('ha');
     const first = await bridge(ns);
-    const second = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: `second-${ns}` });
+    const second = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `second-${ns}` });
     cleanups.push(() => second.stop());
     await vi.waitFor(() => expect([first.isLeader(), second.isLeader()].filter(Boolean)).toHaveLength(1), WAIT);
     const [leader, follower] = first.isLeader() ? [first, second] : [second, first];

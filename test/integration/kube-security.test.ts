@@ -132,7 +132,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       const uidSecure = await pod(ns, 'secure-0', { app: 'secure' });
       const uidPlain = await pod(ns, 'plain-0', { app: 'plain' });
       logs = captureLogs();
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: logs.logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
+      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: logs.logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
       cleanups.push(() => op.stop());
       secure = await startGoAgent({ endpoint: op.opampUrl.websocket, headers: { Authorization: `Bearer ${await saToken(ns, 'secure-0', uidSecure)}` }, heartbeatSeconds: 1 });
       plain = await startGoAgent({ endpoint: op.opampUrl.websocket, headers: { Authorization: `Bearer ${await saToken(ns, 'plain-0', uidPlain)}` }, heartbeatSeconds: 1 });
@@ -242,7 +242,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'all' }, spec: { selector: {}, config: { exporters: { debug: {} } } } } });
       await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'bearerToken', bearerToken: { secretName: 'agent-tokens' } } } } });
       for (const p of ['p1', 'p2']) await pod(ns, p, { app: 'x' });
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
+      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
       cleanups.push(() => op.stop());
     }, 120_000);
 
@@ -368,7 +368,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       });
       await pod(ns, 'p1', { app: 'x' });
       await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'p2', labels: { app: 'x' } }, spec: { serviceAccountName: 'other', containers: [{ name: 'c', image: 'x' }] } } });
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
+      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
       cleanups.push(() => op.stop());
     }, 120_000);
 
@@ -464,7 +464,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
         body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ownTelemetry: { logs: { endpoint: `http://127.0.0.1:${sinkPort}/v1/logs`, headersSecretName: 'telemetry-headers' } } } },
       });
       await pod(ns, 'c1', { app: 'x' });
-      const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
+      const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
       cleanups.push(() => op.stop());
       const workDir = await mkdtemp(join(tmpdir(), 'fb-own-'));
       cleanups.push(() => rm(workDir, { recursive: true, force: true }));

@@ -1,9 +1,12 @@
 /**
- * Agents' own metrics received by the bridge: a real OpAMP Supervisor (reports_own_metrics) is
- * offered, by default, the bridge's admin endpoint as its own_metrics destination; the collector
- * it runs exports its process metrics there (OTLP/HTTP protobuf, every 60 s: the Supervisor's
+ * Agents' own metrics received by the bridge: a real OpAMP Supervisor (reports_own_metrics),
+ * authenticated with a bearer token, is offered, by default, the bridge's admin endpoint as its
+ * own_metrics destination with its own-metrics credential as a header; the collector it runs
+ * exports its process metrics there with that header (the Supervisor writes the offered headers
+ * into the collector's OTLP exporter: templates/owntelemetry.yaml), every 60 s (the Supervisor's
  * own-telemetry template sets no interval), and the bridge shows RSS and CPU seconds on the agent
- * and as per-Collector gauges.
+ * and as per-Collector gauges. Requests without that credential are refused
+ * (test/integration/admin-access.test.ts has the forgeries).
  *
  * Needs Go to build the binaries (tools/otel, cached in .cache/otel); pre-build with tools/otel/build.sh.
  */
@@ -17,11 +20,13 @@ import { ensureOtelBinaries, otelMissingReason } from '../harness/otel/binaries.
 import { waitUntil } from '../harness/otel/processes.js';
 import { startSupervisedCollector, type SupervisedCollector } from '../harness/otel/supervised-collector.js';
 import { collectorYaml, startTestBridge, type TestBridge } from '../harness/standalone.js';
+import { bearerAuthManifests } from '../harness/bridge-process.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 
 const FILE = 'test/integration/own-metrics.test.ts';
 const skip = skipUnlessOnCi(FILE, otelMissingReason() === null ? null : 'go missing');
 const GROUP = 'own-metrics';
+const TOKEN = `agent-${randomUUID()}`;
 
 describe.skipIf(skip)('own metrics of supervised collectors, received by the bridge', () => {
   let workDir: string;
@@ -42,7 +47,7 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
     await ensureOtelBinaries({ log: (l) => console.log(`[otel-binaries] ${l}`) });
     workDir = await mkdtemp(join(tmpdir(), 'fleetbridge-own-metrics-'));
     bridge = await startTestBridge({
-      manifests: { 'c.yaml': collectorYaml('measured', { 'test.group': GROUP }, { receivers: { nop: {} }, exporters: { nop: {} }, service: { pipelines: { metrics: { receivers: ['nop'], exporters: ['nop'] } } } }) },
+      manifests: { ...bearerAuthManifests(TOKEN), 'c.yaml': collectorYaml('measured', { 'test.group': GROUP }, { receivers: { nop: {} }, exporters: { nop: {} }, service: { pipelines: { metrics: { receivers: ['nop'], exporters: ['nop'] } } } }) },
     });
   }, 30 * 60_000);
 
@@ -70,7 +75,7 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
       workDir: join(workDir, 'supervised'),
       // No `--config yaml:service::telemetry::metrics::level: none` (the harness default): that
       // would switch the collector's own metrics off.
-      extraConfig: { capabilities: { reports_own_metrics: true }, agent: { args: [] } },
+      extraConfig: { capabilities: { reports_own_metrics: true }, agent: { args: [] }, server: { endpoint: bridge.opampWsUrl, headers: { Authorization: `Bearer ${TOKEN}` } } },
     });
     const uid = agent.instanceUid;
 
@@ -100,6 +105,8 @@ describe.skipIf(skip)('own metrics of supervised collectors, received by the bri
     expect(gauge('fleetbridge_collector_agents_rss_bytes', 'max')).toBeGreaterThan(1_000_000);
     expect(gauge('fleetbridge_collector_agents_cpu_seconds', 'sum')).toBeGreaterThan(0);
     expect(text).toMatch(/^fleetbridge_own_metrics_resources_total\{result="matched"\} [1-9]/m);
+    // Every request carried the agent's own credential: none was refused.
+    expect(text).not.toMatch(/^fleetbridge_own_metrics_requests_total\{outcome="(unauthenticated|forbidden)"\} [1-9]/m);
     // The Collector's status summary: totals and max, never per-agent lists.
     const summary = (await bridge.getCollector('measured'))?.status.resources;
     expect(summary?.agents).toBe(1);

@@ -121,7 +121,7 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
     const stayer = await agent({ endpoint: b.opampWsUrl, headers: { Authorization: `Bearer ${t1}` }, acceptsConnectionSettings: false });
     await mover.waitForConfigStatus('APPLIED');
     await stayer.waitForConfigStatus('APPLIED');
-    expect((await b.getAgent(mover.instanceUid))?.verified).toEqual({ method: 'bearerToken', username: 'bearer-token:token', credential: { key: 'token', current: true } });
+    expect((await b.getAgent(mover.instanceUid))?.verified).toEqual({ method: 'bearerToken', username: 'bearer-token:default/token', namespace: 'default', credential: { key: 'token', current: true } });
 
     await b.writeManifest('tokens.yaml', secretYaml('agent-tokens', { token: t2!, previous: t1! }));
     await mover.waitFor((e) => e.event === 'connection_settings' && e.authorization === `Bearer ${t2}`, { timeoutMs: 15_000 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Condition, GROUP_VERSION, LabelSelector, ObjectMeta, ObjectName } from './common.js';
+import { Condition, GROUP_VERSION, LabelSelector, NamespaceName, ObjectMeta, ObjectName } from './common.js';
 
 /** An OTLP/HTTP destination offered to agents for one signal of their own telemetry. */
 export const TelemetryDestination = z
@@ -56,6 +56,13 @@ export const OpAMPBridgeSpec = z
               .min(1)
               .default('token')
               .describe('The key whose token is current: agents that connect with another accepted token are offered it (ConnectionSettingsOffers.opamp headers) and are counted as rotated once they reconnect with it.'),
+            namespaces: z
+              .array(NamespaceName)
+              .max(256)
+              .optional()
+              .describe(
+                "Standalone mode: more namespaces whose Secret named secretName holds tokens. A token grants only the namespace of the Secret it is declared in (the bridge's own, or one of these): an agent that claims another namespace (k8s.namespace.name) is refused. A token found in two namespaces is accepted in neither.",
+              ),
           })
           .strict()
           .optional(),
@@ -88,9 +95,21 @@ export const OpAMPBridgeSpec = z
     adminTLS: z
       .object({
         secretName: ObjectName.describe("Secret (type kubernetes.io/tls) in the bridge's namespace: the admin endpoint (probes, metrics, API) serves HTTPS with it, reloaded when it changes."),
+        clientCASecretName: ObjectName.optional().describe(
+          "Standalone mode: Secret in the bridge's namespace with ca.crt: the admin endpoint asks for client certificates, and one issued by this CA admits to the API and /metrics (with or besides admin.tokenSecretName). Kubernetes mode authorizes with TokenReview and SubjectAccessReview instead.",
+        ),
       })
       .strict()
       .optional(),
+    admin: z
+      .object({
+        tokenSecretName: ObjectName.optional().describe(
+          "Standalone mode: Secret in the bridge's namespace whose every value is an accepted admin token (Authorization: Bearer) for the API and /metrics; reloaded when it changes. Without it, adminTLS.clientCASecretName or --admin-token-file, the admin endpoint listens on loopback only. Kubernetes mode authorizes with TokenReview and SubjectAccessReview instead.",
+        ),
+      })
+      .strict()
+      .optional()
+      .describe('Who may use the admin endpoint (docs/adr/0008-admin-access.md). /healthz and /readyz are always open.'),
     packages: z
       .object({
         directory: z
@@ -116,12 +135,20 @@ export const OpAMPBridgeSpec = z
         maxAgents: z.number().int().min(1).default(20000),
         /** Largest AgentToServer accepted, in bytes (after decompression). */
         maxMessageBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+        newAgentsPerSource: z
+          .object({
+            burst: z.number().int().min(1).default(5000).describe('New instance uids one source address may introduce at once.'),
+            perSecond: z.number().min(0.1).default(500).describe('Then this many a second; more are refused with UNAVAILABLE and a retry delay.'),
+          })
+          .strict()
+          .optional()
+          .describe('A flood of fresh instance uids from one address (a proxy or NAT may put a fleet behind one address: size the burst for its reconnect storm).'),
         agentReports: z
           .object({
             maxAttributes: z.number().int().min(1).optional().describe('Attributes per description list (nested entries included). Default 256.'),
             maxValueBytes: z.number().int().min(64).optional().describe('Bytes of one attribute value. Default 4096.'),
             maxHealthNodes: z.number().int().min(1).optional().describe('Components in a health report. Default 2000.'),
-            maxEffectiveConfigBytes: z.number().int().min(1024).optional().describe('Bytes of an effective config, all files. Default 1 MiB.'),
+            maxEffectiveConfigBytes: z.number().int().min(1024).optional().describe('Bytes of an effective config, all files. Default 256 KiB.'),
             maxComponents: z.number().int().min(1).optional().describe('Entries of an available-components report. Default 5000.'),
           })
           .strict()

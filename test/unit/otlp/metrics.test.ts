@@ -167,7 +167,7 @@ describe('Fleet: process figures per agent', () => {
     const [a, b] = uids.map((u) => uidToString(u)) as [string, string];
     const sink = fleetSink(f);
     const report = (instanceUid: string | null, rss: number, cpu: number): AgentReport => ({ instanceUid, serviceInstanceId: instanceUid, figures: { rssBytes: rss, cpuSeconds: cpu, at: T1 } });
-    expect(sink.accept([report(a, 100, 1), report(b, 300, 2), report(UID, 5, 5), report(null, 5, 5)])).toEqual({ matched: 2, unknown: 1, unidentified: 1 });
+    expect(sink.accept([report(a, 100, 1), report(b, 300, 2), report(UID, 5, 5), report(null, 5, 5)], null)).toEqual({ matched: 2, unknown: 1, unidentified: 1, forbidden: 0 });
     expect(f.viewOf(a)!.resources).toEqual({ rssBytes: 100, cpuSeconds: 1, at: new Date(T1).toISOString() });
     expect(f.viewOf(uidToString(new Uint8Array(16).fill(9)))).toBeUndefined();
     f.updateGauges();
@@ -187,7 +187,7 @@ describe('POST /v1/metrics on the admin endpoint', () => {
     const server = new AdminServer({
       registry: metrics.registry,
       logger: pino({ level: 'silent' }),
-      otlpMetrics: otlpMetricsHandler({ sink, maxBodyBytes, counters: receiverCounters(metrics) }),
+      otlpMetrics: otlpMetricsHandler({ sink, maxBodyBytes, counters: receiverCounters(metrics), now: () => T1 }),
       source: { ready: () => true, agents: () => [], agent: () => undefined, collectors: () => ({ collectors: [], invalidFiles: [] }) },
     });
     const { port } = await server.listen(0);
