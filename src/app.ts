@@ -244,6 +244,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     maxMessageBytes,
     maxMessagesPerSecond: opts.maxMessagesPerSecond ?? bridgeSpec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource ?? bridgeSpec.limits.maxConnectionsPerSource,
+    maxConnections: bridgeSpec.limits.maxConnections,
+    firstMessageTimeoutMs: bridgeSpec.limits.firstMessageTimeoutSeconds * 1000,
+    maxPendingConnectionsPerSource: bridgeSpec.limits.maxPendingConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
     files: packageFilesRoute({ spec: bridgeSpec.packages, desired: () => desiredState, downloads: metrics.packageDownloads, logger: log }),
   });

@@ -546,6 +546,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     maxMessageBytes: spec.limits.maxMessageBytes,
     maxMessagesPerSecond: spec.limits.maxMessagesPerSecond,
     maxConnectionsPerSource: spec.limits.maxConnectionsPerSource,
+    maxConnections: spec.limits.maxConnections,
+    firstMessageTimeoutMs: spec.limits.firstMessageTimeoutSeconds * 1000,
+    maxPendingConnectionsPerSource: spec.limits.maxPendingConnectionsPerSource,
     pingIntervalMs: opts.pingIntervalMs ?? 30_000,
     files: packageFilesRoute({ spec: spec.packages, desired: () => desiredState, downloads: metrics.packageDownloads, logger: log }),
   });

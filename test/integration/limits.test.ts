@@ -1,6 +1,7 @@
 /**
  * Configurable limits answered with clear errors: message rate per connection (WebSocket and HTTP)
- * and WebSocket connections per source address.
+ * and WebSocket agents per source address. Connections that never speak, bad Host headers and
+ * half-sent requests: opamp-server-guards.test.ts and abuse-server.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestBridge, type TestBridge } from '../harness/standalone.js';
@@ -61,14 +62,22 @@ describe('message rate per connection', () => {
 });
 
 describe('WebSocket connections per source address', () => {
-  it('refuses the connection past the limit with 429, and accepts again when one closes', async () => {
-    const open = await Promise.all([1, 2, 3].map(() => RawWsAgent.connect(bridge.opampWsUrl)));
+  it('counts identified agents: past the limit the upgrade gets 429, and is accepted again when one closes; silent connections do not count', async () => {
+    // Silent connections (no message yet) hold no agent slot: they are bounded by the first-message deadline.
+    const silent = await Promise.all([1, 2, 3].map(() => RawWsAgent.connect(bridge.opampWsUrl)));
+    const open: RawWsAgent[] = [];
+    for (let i = 0; i < 3; i++) {
+      const a = await RawWsAgent.connect(bridge.opampWsUrl);
+      a.send({ agentDescription: {} });
+      await a.waitForMessages(1);
+      open.push(a);
+    }
     await expect(RawWsAgent.connect(bridge.opampWsUrl)).rejects.toThrow(/HTTP 429/);
     open[0]!.close();
     await vi.waitFor(async () => {
       const again = await RawWsAgent.connect(bridge.opampWsUrl);
       again.close();
     }, { timeout: 3000, interval: 50 });
-    for (const a of open) a.close();
+    for (const a of [...open, ...silent]) a.close();
   });
 });

@@ -156,11 +156,20 @@ export const OpAMPBridgeSpec = z
           .describe('What one agent may report; a message over a bound is refused with BAD_REQUEST and the reason (defaults: a real collector\'s largest reports with a wide margin).'),
         /** Messages per second one connection may send (burst: twice that); more get UNAVAILABLE. 0 = no limit. */
         maxMessagesPerSecond: z.number().min(0).default(50),
-        /** Open WebSocket connections from one source address; more get 429. 0 = no limit (a proxy or NAT may put a fleet behind one address). */
+        /** Agents (WebSocket connections that sent a first message) from one source address; more get 429. 0 = no limit (a proxy or NAT may put a fleet behind one address). */
         maxConnectionsPerSource: z.number().int().min(0).default(0),
+        /** Every open WebSocket connection, identified or not (file descriptors, memory). */
+        maxConnections: z.number().int().min(1).default(19000).describe('Open WebSocket connections in all; more get 503 on upgrade.'),
+        firstMessageTimeoutSeconds: z.number().int().min(1).default(10).describe('A WebSocket connection that sends no valid first message within this is closed (1008).'),
+        maxPendingConnectionsPerSource: z
+          .number()
+          .int()
+          .min(0)
+          .optional()
+          .describe("WebSocket connections from one address that have not sent a first message yet; past it the address's oldest such connection is closed. Default: maxConnectionsPerSource."),
       })
       .strict()
-      .default({ maxAgents: 20000, maxMessageBytes: 4 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0 }),
+      .default({ maxAgents: 20000, maxMessageBytes: 4 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0, maxConnections: 19000, firstMessageTimeoutSeconds: 10 }),
   })
   .strict()
   .meta({
