@@ -243,6 +243,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<RunningB
     transports: bridgeSpec.transports,
     maxMessageBytes,
     maxMessagesPerSecond: opts.maxMessagesPerSecond ?? bridgeSpec.limits.maxMessagesPerSecond,
+    maxBytesPerSecond: bridgeSpec.limits.maxBytesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource ?? bridgeSpec.limits.maxConnectionsPerSource,
     maxConnections: bridgeSpec.limits.maxConnections,
     firstMessageTimeoutMs: bridgeSpec.limits.firstMessageTimeoutSeconds * 1000,

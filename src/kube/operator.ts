@@ -545,6 +545,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     transports: spec.transports,
     maxMessageBytes: spec.limits.maxMessageBytes,
     maxMessagesPerSecond: spec.limits.maxMessagesPerSecond,
+    maxBytesPerSecond: spec.limits.maxBytesPerSecond,
     maxConnectionsPerSource: spec.limits.maxConnectionsPerSource,
     maxConnections: spec.limits.maxConnections,
     firstMessageTimeoutMs: spec.limits.firstMessageTimeoutSeconds * 1000,

@@ -53,6 +53,13 @@ export interface OpampServerOptions {
   /** Messages per second one connection (a WebSocket, or an HTTP keep-alive socket) may send; burst twice that. 0 = no limit. Default 50. */
   maxMessagesPerSecond?: number;
   /**
+   * Bytes per second one connection may send (after decompression), with a burst of one largest
+   * message: an agent's reports are small and rare, and a large report costs the bridge about
+   * 10 ms of CPU per MiB, so a few senders of the largest reports at the message rate would hold
+   * the event loop for everyone. Over it, like the message rate. 0 = no limit. Default 256 KiB.
+   */
+  maxBytesPerSecond?: number;
+  /**
    * Identified agents per source address: WebSocket connections that sent a valid first message
    * (a decodable AgentToServer with a 16-byte instance_uid). An upgrade from an address that holds
    * this many gets 429 + Retry-After; a connection whose first message would exceed it is closed
@@ -112,6 +119,8 @@ interface WsState {
   /** The first-message deadline, while pending. */
   deadline: NodeJS.Timeout | null;
   bucket: TokenBucket | null;
+  /** Bytes per second (maxBytesPerSecond). */
+  bytes: TokenBucket | null;
   /** Consecutive messages refused for rate; the connection is closed when this reaches 10. */
   refused: number;
   /** The last plain answer (instance_uid and capabilities only), encoded, and its uid. */
@@ -264,12 +273,12 @@ export class TokenBucket {
     this.#last = now();
   }
 
-  take(): boolean {
+  take(n = 1): boolean {
     const t = this.now();
     this.#tokens = Math.min(this.burst, this.#tokens + ((t - this.#last) / 1000) * this.rate);
     this.#last = t;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < n) return false;
+    this.#tokens -= n;
     return true;
   }
 }
@@ -287,6 +296,7 @@ export class OpampServer {
   #pendingCount = 0;
   readonly #logBudget = new LogBudget(10, 10_000);
   readonly #httpBuckets = new WeakMap<object, TokenBucket>();
+  readonly #httpByteBuckets = new WeakMap<object, TokenBucket>();
   readonly #endpoints = new Map<string, string>();
   #nextId = 1;
   #pingTimer: NodeJS.Timeout | null = null;
@@ -300,6 +310,7 @@ export class OpampServer {
       maxConnections: 19_000,
       retryAfterSeconds: 30,
       maxMessagesPerSecond: 50,
+      maxBytesPerSecond: 256 * 1024,
       maxConnectionsPerSource: 0,
       firstMessageTimeoutMs: DEFAULT_FIRST_MESSAGE_TIMEOUT_MS,
       headersTimeoutMs: DEFAULT_HEADERS_TIMEOUT_MS,
@@ -566,6 +577,11 @@ export class OpampServer {
     });
   }
 
+  #newByteBucket(): TokenBucket | null {
+    const rate = this.#opts.maxBytesPerSecond;
+    return rate > 0 ? new TokenBucket(rate, Math.max(this.#opts.maxMessageBytes, 2 * rate)) : null;
+  }
+
   #newBucket(): TokenBucket | null {
     const rate = this.#opts.maxMessagesPerSecond;
     return rate > 0 ? new TokenBucket(rate, Math.max(2 * rate, 1)) : null;
@@ -599,7 +615,7 @@ export class OpampServer {
         closeSocket(ws, code, reason);
       },
     };
-    state = { conn, alive: true, source, identified: false, closing: false, deadline: null, bucket: this.#newBucket(), refused: 0 };
+    state = { conn, alive: true, source, identified: false, closing: false, deadline: null, bucket: this.#newBucket(), bytes: this.#newByteBucket(), refused: 0 };
     this.#sockets.set(ws, state);
     this.#addPending(state, ws);
     ws.on('pong', () => {
@@ -711,15 +727,17 @@ export class OpampServer {
       conn.close!(1011, 'internal error');
       return;
     }
-    if (state.bucket && !state.bucket.take()) {
+    const overBytes = state.bytes !== null && !state.bytes.take(buf.length);
+    if (overBytes || (state.bucket && !state.bucket.take())) {
       // OpAMP §Throttling: UNAVAILABLE with a retry hint; the message is not processed.
       state.refused++;
-      this.#refuse('websocket', 'FB_OPAMP_RATE_LIMITED', 'Refused a message over the rate limit', { connection: id, limit: this.#opts.maxMessagesPerSecond });
+      const why = overBytes ? `more than ${this.#opts.maxBytesPerSecond} bytes per second on this connection` : `more than ${this.#opts.maxMessagesPerSecond} messages per second on this connection`;
+      this.#refuse('websocket', 'FB_OPAMP_RATE_LIMITED', 'Refused a message over the rate limit', { connection: id, limit: why });
       conn.send!({
         instanceUid: msg.instanceUid,
         errorResponse: {
           type: ServerErrorResponseType.Unavailable,
-          errorMessage: `more than ${this.#opts.maxMessagesPerSecond} messages per second on this connection`,
+          errorMessage: why,
           retryInfo: { retryAfterNanoseconds: this.#opts.retryAfterSeconds * 1e9 },
         },
       });
@@ -836,6 +854,13 @@ export class OpampServer {
           return fail(413, 'FB_OPAMP_TOO_LARGE', `decompressed body exceeds ${limit} bytes`);
         }
         return fail(400, 'FB_OPAMP_BAD_ENCODING', `body is not valid gzip: ${(err as Error).message}`);
+      }
+    }
+    if (this.#opts.maxBytesPerSecond > 0) {
+      let bytes = this.#httpByteBuckets.get(req.socket);
+      if (!bytes) this.#httpByteBuckets.set(req.socket, (bytes = this.#newByteBucket()!));
+      if (!bytes.take(body.length)) {
+        return fail(429, 'FB_OPAMP_RATE_LIMITED', `more than ${this.#opts.maxBytesPerSecond} bytes per second on this connection`, { 'Retry-After': String(this.#opts.retryAfterSeconds) });
       }
     }
     let msg: AgentToServer;

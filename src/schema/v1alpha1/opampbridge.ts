@@ -156,6 +156,8 @@ export const OpAMPBridgeSpec = z
           .describe('What one agent may report; a message over a bound is refused with BAD_REQUEST and the reason (defaults: a real collector\'s largest reports with a wide margin).'),
         /** Messages per second one connection may send (burst: twice that); more get UNAVAILABLE. 0 = no limit. */
         maxMessagesPerSecond: z.number().min(0).default(50),
+        /** Bytes per second one connection may send (burst: one largest message); more get UNAVAILABLE (HTTP 429). 0 = no limit. */
+        maxBytesPerSecond: z.number().int().min(0).default(262144),
         /** Agents (WebSocket connections that sent a first message) from one source address; more get 429. 0 = no limit (a proxy or NAT may put a fleet behind one address). */
         maxConnectionsPerSource: z.number().int().min(0).default(0),
         /** Every open WebSocket connection, identified or not (file descriptors, memory). */
@@ -169,7 +171,7 @@ export const OpAMPBridgeSpec = z
           .describe("WebSocket connections from one address that have not sent a first message yet; past it the address's oldest such connection is closed. Default: maxConnectionsPerSource."),
       })
       .strict()
-      .default({ maxAgents: 20000, maxMessageBytes: 4 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0, maxConnections: 19000, firstMessageTimeoutSeconds: 10 }),
+      .default({ maxAgents: 20000, maxMessageBytes: 4 * 1024 * 1024, maxMessagesPerSecond: 50, maxConnectionsPerSource: 0, maxConnections: 19000, firstMessageTimeoutSeconds: 10, maxBytesPerSecond: 262144 }),
   })
   .strict()
   .meta({
