@@ -21,8 +21,11 @@
 //    again and the server counts all of them applied (nothing left behind).
 // Writes results.json, results.md (tables and Fleetbridge/opamp-go ratios) and PNG plots
 // (gnuplot, when installed) into BENCH_OUT.
+//
+// BENCH_SCENARIOS (default "fleet"): "soak" runs the soak with hostile clients instead
+// (bench/soak.mjs, also `npm run bench:soak`), "fleet,soak" both.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -41,6 +44,10 @@ const OUT = join(ROOT, process.env.BENCH_OUT ?? 'bench/results');
 const HTTP_POLL_SECONDS = 2;
 const HEARTBEAT_WINDOW_S = 10;
 const NAMESPACE = 'bench';
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? 'fleet').split(',').map((s) => s.trim()).filter(Boolean);
+for (const s of SCENARIOS) if (s !== 'fleet' && s !== 'soak') throw new Error(`BENCH_SCENARIOS: unknown scenario ${JSON.stringify(s)} (fleet, soak)`);
+/** When the standalone mode takes --admin-token-file, every run uses an admin token (see adminFetch). */
+let adminTokenFlag = false;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => {
@@ -133,6 +140,11 @@ function floorConfigMessage(marker) {
  */
 function makeServer(kind, ports, goBinary) {
   const dir = mkdtempSync(join(tmpdir(), `fleet-bench-${kind}-`));
+  // The admin token file lives beside the manifest folder, not in it (the folder is watched).
+  const tokenDir = kind === 'fleetbridge' && adminTokenFlag ? mkdtempSync(join(tmpdir(), 'fleet-bench-admin-')) : null;
+  const adminToken = tokenDir ? randomBytes(24).toString('hex') : null;
+  if (tokenDir) writeFileSync(join(tokenDir, 'admin-token'), adminToken + '\n', { mode: 0o600 });
+  const adminHeaders = adminToken ? { Authorization: `Bearer ${adminToken}` } : {};
   let child = null;
   const spawnPinned = (cmd, args, env = {}) => {
     const full = hasTaskset && twoCpus ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args];
@@ -148,14 +160,19 @@ function makeServer(kind, ports, goBinary) {
   const s = {
     kind,
     dir,
+    adminUrl: admin,
+    /** fetch() on the admin endpoint, with the admin token when there is one. */
+    adminFetch: (path, init = {}) => fetch(`${admin}${path}`, { ...init, headers: { ...adminHeaders, ...(init.headers ?? {}) } }),
     get pid() {
       return child?.pid;
     },
+    stderrTail: () => child?.stderrTail?.() ?? '',
     async start() {
       if (kind === 'fleetbridge') {
         child = spawnPinned(process.execPath, [
           join(ROOT, 'dist/src/main.js'), 'standalone', '--manifests', dir, '--opamp-port', String(ports.opamp), '--http-port', String(ports.admin),
           '--host', '127.0.0.1', '--heartbeat-interval', String(HTTP_POLL_SECONDS), '--watch-debounce-ms', '0',
+          ...(tokenDir ? ['--admin-token-file', join(tokenDir, 'admin-token')] : []),
         ], { FLEETBRIDGE_LOG_LEVEL: 'warn', FLEETBRIDGE_LOG_FORMAT: 'json' });
       } else if (kind === 'opamp-go') {
         child = spawnPinned(goBinary, ['-listen', `127.0.0.1:${ports.opamp}`, '-admin', `127.0.0.1:${ports.admin}`, '-heartbeat-seconds', String(HTTP_POLL_SECONDS), '-config', join(dir, 'config.yaml')]);
@@ -186,7 +203,7 @@ function makeServer(kind, ports, goBinary) {
         if (!child) return null;
         // The hash is the API's configHash once the watcher applied the file.
         for (const until = Date.now() + 10_000; Date.now() < until; ) {
-          const c = (await (await fetch(`${admin}/api/v1/collectors`)).json()).collectors.find((x) => x.name === 'bench');
+          const c = (await (await s.adminFetch('/api/v1/collectors')).json()).collectors.find((x) => x.name === 'bench');
           if (c && c.configHash && c.configHash !== s.hash) return (s.hash = c.configHash);
           await sleep(2);
         }
@@ -205,7 +222,7 @@ function makeServer(kind, ports, goBinary) {
     /** The server's own count of agents that applied the current config (the floor: connections that answered after it). */
     async applied() {
       if (kind === 'fleetbridge') {
-        const c = (await (await fetch(`${admin}/api/v1/collectors`)).json()).collectors.find((x) => x.name === 'bench');
+        const c = (await (await s.adminFetch('/api/v1/collectors')).json()).collectors.find((x) => x.name === 'bench');
         return c?.status?.applied ?? 0;
       }
       const st = await (await fetch(`${admin}/stats`)).json();
@@ -222,6 +239,7 @@ function makeServer(kind, ports, goBinary) {
         if (child.exitCode === null) child.kill('SIGKILL');
       }
       rmSync(dir, { recursive: true, force: true });
+      if (tokenDir) rmSync(tokenDir, { recursive: true, force: true });
     },
   };
   return s;
@@ -424,9 +442,20 @@ function plot(results) {
 }
 
 async function main() {
-  console.error(`[bench] sizes ${SIZES.join(', ')}; ${RUNS} run(s) each; servers ${SERVERS.join(', ')}; ${HTTP_SHARE * 100} % HTTP agents`);
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json')], { stdio: 'inherit' });
   ({ opamp: { proto: { v1: pb } } } = await import(join(ROOT, 'dist/src/opamp/generated/opamp.js')));
+  // What the standalone mode of this build offers (its usage text, printed for an unknown option).
+  const usage = spawnSync(process.execPath, [join(ROOT, 'dist/src/main.js'), 'standalone', '--help'], { encoding: 'utf8', timeout: 10_000 });
+  adminTokenFlag = /--admin-token-file\b/.test(`${usage.stdout}${usage.stderr}`);
+  if (SCENARIOS.includes('fleet')) await fleetScenario();
+  if (SCENARIOS.includes('soak')) {
+    const { runSoak } = await import('./soak.mjs');
+    await runSoak({ ROOT, OUT, NAMESPACE, HTTP_SHARE, HTTP_POLL_SECONDS, pinned: hasTaskset && twoCpus, adminTokenFlag, makeServer, freePort, procStat, sleep, until, pct });
+  }
+}
+
+async function fleetScenario() {
+  console.error(`[bench] sizes ${SIZES.join(', ')}; ${RUNS} run(s) each; servers ${SERVERS.join(', ')}; ${HTTP_SHARE * 100} % HTTP agents`);
   const goBinary = SERVERS.includes('opamp-go') ? await ensureOpampGoServer() : null;
   mkdirSync(OUT, { recursive: true });
   const runs = [];

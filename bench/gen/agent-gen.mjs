@@ -14,10 +14,15 @@
 //   { type: 'report', hash, transport? }  ('websocket' | 'http')        → { type: 'applied-times', hash, times }
 //   { type: 'cpu?' }                                                   → { type: 'cpu', user, system, wallMs, totalUser, totalSystem }
 //   { type: 'progress?' }                                              → { type: 'progress', … } at once
+//   { type: 'latency?', reset? }                                       → { type: 'latency', websocket, http, outstandingMaxMs }
+//     round trips since the last reset: WebSocket heartbeats (sent → answered) and HTTP polls
+//     (request → response), as log-scale histograms (LAT_BUCKETS_PER_OCTAVE buckets per doubling of
+//     µs; pool.mjs merges and reads them); outstandingMaxMs: the oldest heartbeat unanswered now.
 //   { type: 'stop', disconnect? }                                      → { type: 'stopped', reason }, then exit 0
 //   A request that fails is answered { type: 'error', id, message }.
 // progress: { count, connected (answered on the current connection / last poll), everConnected,
-//   errors, errorKinds, reconnects, sent, received, heartbeats, fullStateRequests, configsReceived,
+//   errors, errorKinds, reconnects, disconnects (WebSocket closes and failed polls of agents that had
+//   been answered, not counting stop), sent, received, heartbeats, fullStateRequests, configsReceived,
 //   applied: { hashHex: agents now running it }, loopLagP99Ms, loopLagMaxMs }.
 // worker → orchestrator, unasked:
 //   { type: 'ready' } once loaded; { type: 'progress', … } every 250 ms;
@@ -59,6 +64,7 @@ const stats = {
   errors: 0,
   errorKinds: Object.create(null),
   reconnects: 0,
+  disconnects: 0,
   sent: 0,
   received: 0,
   heartbeats: 0,
@@ -74,6 +80,18 @@ const appliedAt = new Map();
 const bodies = new Map();
 let effectiveDefault = null;
 let startNs = 0;
+
+// Round-trip histograms (heartbeat → answer, poll → response): bucket i holds latencies in
+// [2^(i/B), 2^((i+1)/B)) µs, B = LAT_BUCKETS_PER_OCTAVE (a bucket spans 9 %), up to ~2^31 µs.
+const LAT_BUCKETS_PER_OCTAVE = 8;
+const LAT_BUCKETS = 31 * LAT_BUCKETS_PER_OCTAVE;
+let latWs = new Uint32Array(LAT_BUCKETS);
+let latHttp = new Uint32Array(LAT_BUCKETS);
+function recordLatency(hist, ms) {
+  const us = ms * 1000;
+  const i = us < 1 ? 0 : Math.min(LAT_BUCKETS - 1, Math.floor(Math.log2(us) * LAT_BUCKETS_PER_OCTAVE));
+  hist[i]++;
+}
 
 function send(msg, cb) {
   if (!process.connected) return cb?.();
@@ -266,15 +284,25 @@ function becameReady(a) {
 }
 
 function lostConnection(a) {
+  a.hbAt = 0;
+  a.hbPending = 0;
   if (a.ready) {
     a.ready = false;
     stats.connected--;
+    if (!stopping) stats.disconnects++;
   }
 }
 
 /** Handles one ServerToAgent; returns the AgentToServer to answer with, or null. */
 function onServerToAgent(a, m) {
   stats.received++;
+  if (a.hbPending > 0) {
+    // The answer to the oldest heartbeat in flight (a server answers each message, in order); the
+    // next one in flight was sent one period after it.
+    const now = performance.now();
+    recordLatency(latWs, now - a.hbAt);
+    a.hbAt = --a.hbPending > 0 ? a.hbAt + hbPeriodMs : 0;
+  }
   if (!a.ready) becameReady(a);
   if (m.errorResponse) {
     stats.serverErrors++;
@@ -454,6 +482,7 @@ function hbTick() {
       const a = wsAgents[hbCursor++];
       if (a.ready && a.ws) {
         stats.heartbeats++;
+        if (a.hbPending++ === 0) a.hbAt = now;
         wsSend(a, heartbeatBytes(a, true));
       }
     }
@@ -478,8 +507,9 @@ function setHeartbeat(on, seconds) {
 
 // ---- HTTP agents ------------------------------------------------------------------------------
 
-function httpSend(a, bytes) {
+function httpSend(a, bytes, isPoll = false) {
   if (stopping) return;
+  const t0 = isPoll ? performance.now() : 0;
   if (a.timer) {
     clearTimeout(a.timer);
     a.timer = null;
@@ -511,6 +541,7 @@ function httpSend(a, bytes) {
       res.on('end', () => {
         if (!finish()) return;
         if (stopping) return onClosedWhileStopping();
+        if (isPoll) recordLatency(latHttp, performance.now() - t0);
         if (res.statusCode !== 200) {
           error(`http-${res.statusCode}`);
           lostConnection(a);
@@ -549,7 +580,8 @@ function schedulePoll(a) {
   a.timer = setTimeout(() => {
     a.timer = null;
     // After a lost connection (ready false) the agent reports everything again.
-    httpSend(a, a.ready ? heartbeatBytes(a, false) : encode(fullStateMsg(a), false));
+    if (a.ready) httpSend(a, heartbeatBytes(a, false), true);
+    else httpSend(a, encode(fullStateMsg(a), false));
   }, cfg.httpPollMs);
 }
 
@@ -606,6 +638,8 @@ function start(m) {
       holdsSlot: false,
       failures: 0,
       timer: null,
+      hbAt: 0, // when the oldest heartbeat still unanswered was sent (performance.now())
+      hbPending: 0, // heartbeats sent and not answered yet
       appliedHash: null,
       appliedHex: null,
       effective: effectiveDefault,
@@ -640,6 +674,7 @@ function progress() {
     errors: stats.errors,
     errorKinds: { ...stats.errorKinds },
     reconnects: stats.reconnects,
+    disconnects: stats.disconnects,
     sent: stats.sent,
     received: stats.received,
     heartbeats: stats.heartbeats,
@@ -743,6 +778,17 @@ process.on('message', (m) => {
       case 'progress?':
         send({ ...progress(), id });
         break;
+      case 'latency?': {
+        const now = performance.now();
+        let outstanding = 0;
+        for (const a of wsAgents) if (a.hbPending > 0) outstanding = Math.max(outstanding, now - a.hbAt);
+        send({ type: 'latency', id, bucketsPerOctave: LAT_BUCKETS_PER_OCTAVE, websocket: Array.from(latWs), http: Array.from(latHttp), outstandingMaxMs: outstanding });
+        if (m.reset) {
+          latWs = new Uint32Array(LAT_BUCKETS);
+          latHttp = new Uint32Array(LAT_BUCKETS);
+        }
+        break;
+      }
       case 'stop':
         void shutdown('stop', Boolean(m.disconnect), 0);
         break;

@@ -6,6 +6,7 @@
 //   await pool.start({ url: 'ws://127.0.0.1:4320/v1/opamp', count: 30000, httpShare: 0.1, deadlineMs: 300_000 });
 //   const ms = await pool.waitConnected(120_000);
 //   …  await pool.progress(); await pool.appliedTimes(hashHex); await pool.cpu(); await pool.heartbeat(true);
+//   …  await pool.latency({ reset: true });   // heartbeat and poll round trips since the last reset
 //   await pool.stop();
 import { execFileSync, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -232,6 +233,22 @@ export class GeneratorPool {
     return { ms: userMs + systemMs, userMs, systemMs, wallMs, share: wallMs > 0 ? (userMs + systemMs) / wallMs : 0, perWorker: parts.map((p) => p.user + p.system) };
   }
 
+  /**
+   * Round trips since the previous latency({ reset: true }), all workers merged: for WebSocket
+   * heartbeats (sent → answered) and HTTP polls (request → response), { count, p50Ms, p90Ms, p99Ms,
+   * p999Ms, maxMs } (the upper bound of the histogram bucket: at most 9 % high); outstandingMaxMs: the oldest heartbeat
+   * still unanswered when asked.
+   */
+  async latency({ reset = false } = {}) {
+    const parts = await this.#all({ type: 'latency?', reset });
+    const merge = (key) => {
+      const h = new Float64Array(parts[0][key].length);
+      for (const p of parts) for (let i = 0; i < h.length; i++) h[i] += p[key][i];
+      return summarizeHistogram(h, parts[0].bucketsPerOctave);
+    };
+    return { websocket: merge('websocket'), http: merge('http'), outstandingMaxMs: Math.max(0, ...parts.map((p) => p.outstandingMaxMs)) };
+  }
+
   /** WebSocket agents' heartbeats on or off (HTTP agents always poll every httpPollSeconds). */
   async heartbeat(on, seconds) {
     await this.#all({ type: 'heartbeat', on, seconds });
@@ -258,10 +275,29 @@ export class GeneratorPool {
   }
 }
 
+/** Percentiles of a log-scale µs histogram (bucket i: [2^(i/B), 2^((i+1)/B)) µs), as each bucket's upper bound in ms. */
+export function summarizeHistogram(h, bucketsPerOctave) {
+  const count = h.reduce((n, c) => n + c, 0);
+  const upperMs = (i) => 2 ** ((i + 1) / bucketsPerOctave) / 1000;
+  const at = (q) => {
+    if (count === 0) return null;
+    const rank = Math.max(1, Math.ceil(count * q));
+    let seen = 0;
+    for (let i = 0; i < h.length; i++) {
+      seen += h[i];
+      if (seen >= rank) return upperMs(i);
+    }
+    return upperMs(h.length - 1);
+  };
+  let last = -1;
+  for (let i = h.length - 1; i >= 0; i--) if (h[i] > 0) { last = i; break; }
+  return { count, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), p999Ms: at(0.999), maxMs: last < 0 ? null : upperMs(last) };
+}
+
 function sum(parts) {
-  const out = { workers: parts.length, count: 0, connected: 0, everConnected: 0, errors: 0, errorKinds: {}, reconnects: 0, sent: 0, received: 0, heartbeats: 0, fullStateRequests: 0, configsReceived: 0, applied: {}, loopLagP99Ms: 0, loopLagMaxMs: 0 };
+  const out = { workers: parts.length, count: 0, connected: 0, everConnected: 0, errors: 0, errorKinds: {}, reconnects: 0, disconnects: 0, sent: 0, received: 0, heartbeats: 0, fullStateRequests: 0, configsReceived: 0, applied: {}, loopLagP99Ms: 0, loopLagMaxMs: 0 };
   for (const p of parts) {
-    for (const k of ['count', 'connected', 'everConnected', 'errors', 'reconnects', 'sent', 'received', 'heartbeats', 'fullStateRequests', 'configsReceived']) out[k] += p[k] ?? 0;
+    for (const k of ['count', 'connected', 'everConnected', 'errors', 'reconnects', 'disconnects', 'sent', 'received', 'heartbeats', 'fullStateRequests', 'configsReceived']) out[k] += p[k] ?? 0;
     for (const [h, n] of Object.entries(p.applied ?? {})) out.applied[h] = (out.applied[h] ?? 0) + n;
     for (const [h, n] of Object.entries(p.errorKinds ?? {})) out.errorKinds[h] = (out.errorKinds[h] ?? 0) + n;
     out.loopLagP99Ms = Math.max(out.loopLagP99Ms, p.loopLagP99Ms ?? 0);
