@@ -32,7 +32,20 @@ export class AdminServer {
    * `access` decides `/api/*` and (unless `metricsAuth` is false) `/metrics`; `/healthz` and
    * `/readyz` are always open. Default: open (the caller then listens on loopback only).
    */
-  constructor(private readonly opts: { source: AdminApiSource; registry: Registry; logger: Logger; tls?: TlsMaterial; otlpMetrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void>; access?: AdminAccess; metricsAuth?: boolean }) {
+  constructor(
+    private readonly opts: {
+      source: AdminApiSource;
+      registry: Registry;
+      logger: Logger;
+      tls?: TlsMaterial;
+      otlpMetrics?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+      access?: AdminAccess;
+      metricsAuth?: boolean;
+      /** A connection must send its request head within this (default 10 s) and the whole request within requestTimeoutMs (default 30 s); else 408. */
+      headersTimeoutMs?: number;
+      requestTimeoutMs?: number;
+    },
+  ) {
     this.#access = opts.access ?? OPEN_ACCESS;
     this.#denials = new DenialRecorder(opts.logger, opts.registry);
     const onRequest: RequestListener = (req, res) => {
@@ -42,8 +55,13 @@ export class AdminServer {
       });
     };
     this.#http = opts.tls
-      ? createHttpsServer({ ...adminTls(opts.tls), ...(opts.tls.clientCa ? { requestCert: true, rejectUnauthorized: false } : {}) }, onRequest)
-      : createServer(onRequest);
+      ? createHttpsServer({ ...adminTls(opts.tls), ...(opts.tls.clientCa ? { requestCert: true, rejectUnauthorized: false } : {}), connectionsCheckingInterval: 1000 }, onRequest)
+      : createServer({ connectionsCheckingInterval: 1000 }, onRequest);
+    // A slow or silent client cannot hold a connection for long (Node's defaults: 60 s and 300 s).
+    this.#http.headersTimeout = opts.headersTimeoutMs ?? 10_000;
+    this.#http.requestTimeout = opts.requestTimeoutMs ?? 30_000;
+    this.#http.keepAliveTimeout = 5_000;
+    this.#http.maxHeadersCount = 100;
   }
 
   /** Replaces the certificate and key for new connections. Throws, keeping the current ones, when they are unusable or the server was started without TLS. */
@@ -99,7 +117,12 @@ export class AdminServer {
     }
     if (path === '/api/v1/agents') return json(res, 200, { agents: src.agents() });
     if (path.startsWith('/api/v1/agents/')) {
-      const uid = decodeURIComponent(path.slice('/api/v1/agents/'.length));
+      let uid: string;
+      try {
+        uid = decodeURIComponent(path.slice('/api/v1/agents/'.length));
+      } catch {
+        return json(res, 400, { error: 'the instance uid in the path is not valid percent-encoding' });
+      }
       const a = src.agent(uid);
       return a ? json(res, 200, a) : json(res, 404, { error: `no agent with instanceUid ${uid}` });
     }
