@@ -1280,11 +1280,17 @@ export class Fleet {
     return true;
   }
 
-  /** Whether a remote config sent to the agent has not yet been answered (held for at most offerRetryMs). */
+  /**
+   * Whether a remote config sent to the agent is still being applied: not yet reported APPLIED or
+   * FAILED (held for at most offerRetryMs). APPLYING counts as in flight: the Supervisor restarts its
+   * collector for an own-telemetry offer too, and a second restart within its config-apply timeout
+   * can end in FAILED "Config apply timeout exceeded" for a config it runs.
+   */
   #configInFlight(rec: AgentRecord, now: number): boolean {
     const o = rec.offered;
     const d = rec.desired;
-    return !!o && !!d && o.hash === d.hashHex && rec.reported.hash !== d.hashHex && now - o.at < this.#opts.offerRetryMs;
+    if (!o || !d || o.hash !== d.hashHex || now - o.at >= this.#opts.offerRetryMs) return false;
+    return !(rec.reported.hash === d.hashHex && (rec.reported.status === 'APPLIED' || rec.reported.status === 'FAILED'));
   }
 
   /** An agent that reports health and has not reported healthy since its sequence (re)started (at most offerRetryMs). */

@@ -311,7 +311,12 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       });
       cleanups.push(() => sup.stop());
       const connects = () => (sup.logs().match(/Connected to the server/g) ?? []).length;
-      await vi.waitFor(async () => expect(await view(sup.instanceUid)).toMatchObject({ connected: true, pod: `${ns}/p3`, remoteConfig: { inSync: true } }), { timeout: 60_000, interval: 200 });
+      await vi
+        .waitFor(async () => expect(await view(sup.instanceUid)).toMatchObject({ connected: true, pod: `${ns}/p3`, remoteConfig: { inSync: true } }), { timeout: 60_000, interval: 200 })
+        .catch(async (err: Error) => {
+          const v = await view(sup.instanceUid).catch(() => null);
+          throw new Error(`${err.message}\nagent view: ${JSON.stringify(v && { ...v, effectiveConfig: undefined, availableComponents: undefined }, null, 1)}\nsupervisor log tail:\n${sup.logs().slice(-6000)}`);
+        });
       // It took the heartbeat offer (its client restarts once for that) and then stays put.
       await new Promise((r) => setTimeout(r, 4000));
       const settled = connects();

@@ -162,8 +162,11 @@ describe('connection-settings offers only when they change what the agent has', 
     expect(first.remoteConfig).toBeDefined();
     expect(first.connectionSettings).toBeUndefined();
     now += 100;
+    // Still applying: nothing yet (the Supervisor would restart its collector twice).
+    const applying = f.handleMessage(a, msg({ instanceUid: uid(9), sequenceNum: 1, capabilities: caps, remoteConfigStatus: { lastRemoteConfigHash: first.remoteConfig!.configHash, status: RCS.APPLYING } }));
+    expect(applying.connectionSettings).toBeUndefined();
     const applied = { lastRemoteConfigHash: first.remoteConfig!.configHash, status: RCS.APPLIED };
-    const second = f.handleMessage(a, msg({ instanceUid: uid(9), sequenceNum: 1, capabilities: caps, remoteConfigStatus: applied }));
+    const second = f.handleMessage(a, msg({ instanceUid: uid(9), sequenceNum: 2, capabilities: caps, remoteConfigStatus: applied }));
     expect(second.connectionSettings?.opamp?.heartbeatIntervalSeconds).toBe(5);
     // The agent restarts its client on the offer: the new connection gets neither the offer nor the config again.
     now += 100;
