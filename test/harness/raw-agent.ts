@@ -147,6 +147,6 @@ export async function httpPost(
 const dispatchers = new Map<string, UndiciAgent>();
 function localDispatcher(localAddress: string): UndiciAgent {
   let d = dispatchers.get(localAddress);
-  if (!d) dispatchers.set(localAddress, (d = new UndiciAgent({ connect: { localAddress } as never })));
+  if (!d) dispatchers.set(localAddress, (d = new UndiciAgent({ localAddress })));
   return d;
 }
