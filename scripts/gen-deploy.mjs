@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureHelmBinary } from '../test/harness/helm/build-binaries.mjs';
+import { ensureHelmBinary } from '../tools/build/helm-binary.mjs';
 import { renderDeploy } from './render-deploy.mjs';
 
 const { helm } = await ensureHelmBinary({ log: (l) => console.error(l) });

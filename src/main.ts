@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { startStandalone } from './app.js';
+import { startStandalone } from './bridge/standalone.js';
 import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `Usage:
@@ -195,7 +195,7 @@ async function operator(args: string[]): Promise<void> {
   const logger = createLogger();
   // Loaded only here: standalone mode never pays for the Kubernetes client.
   const { loadKubeConfig } = await import('./kube/client.js');
-  const { startOperator } = await import('./kube/operator.js');
+  const { startOperator } = await import('./bridge/operator.js');
   const started = exitIfStartStalls('fleetbridge operator');
   let running;
   try {

@@ -5,12 +5,12 @@
 //
 // <key>: 12 hex digits of sha256 over go.mod, go.sum and main.go (names and contents), the Go
 // environment and os/arch. Locking, the temporary folder and the rename into place are
-// buildCached()'s (test/harness/go-build.mjs): concurrent callers never see half a binary.
+// buildCached()'s (tools/build/cached-build.mjs): concurrent callers never see half a binary.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildCached, runIfMain } from '../../test/harness/go-build.mjs';
+import { buildCached, runIfMain } from '../../tools/build/cached-build.mjs';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PEER_DIR = join(REPO_ROOT, 'bench', 'peers', 'opamp-go-server');

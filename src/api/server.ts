@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { secureContextOptions, type TlsMaterial } from '../opamp/tls.js';
 import { DenialRecorder, OPEN_ACCESS, type AdminAccess, type AdminResource } from './access.js';
-import type { AgentView, CollectorView } from './views.js';
+import type { AgentView, CollectorView } from '../fleet/view-types.js';
 
 export interface AdminApiSource {
   ready(): boolean;

@@ -6,7 +6,7 @@
  */
 import { CollectorSpec } from '../schema/v1alpha1/index.js';
 import { collectorRevision, parseCollectorConfig, type CollectorInput } from '../render/index.js';
-import { packageSpecIssues } from '../packages/desired.js';
+import { packageSpecIssues } from '../render/packages.js';
 
 export interface CollectorObject {
   metadata?: { namespace?: string; name?: string; generation?: number; uid?: string };
@@ -78,21 +78,42 @@ function parse(namespace: string, name: string, generation: number, spec: unknow
   if (!r.success) {
     return { generation, input: null, issues: r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`), warnings: [] };
   }
-  const secretNames = (r.data.secretRefs ?? []).map((s) => s.name);
-  const cfg = parseCollectorConfig(r.data.config ?? r.data.configYaml ?? {}, secretNames);
+  const c = compileCollectorSpec(namespace, name, generation, r.data);
+  if (c.ok) return { generation, input: c.input, issues: [], warnings: c.warnings };
+  return { generation, input: { ...c.base, revision: `invalid-${generation}`, config: {} }, issues: [...c.configIssues, ...c.packageIssues], warnings: [] };
+}
+
+export type CompiledSpec =
+  | { ok: true; input: CollectorInput; warnings: string[] }
+  | {
+      ok: false;
+      /** The input without a config (what an invalid generation holds its agents with). */
+      base: Omit<CollectorInput, 'revision' | 'config'>;
+      /** spec.config or spec.configYaml: the field the config issues are about. */
+      configField: 'config' | 'configYaml';
+      configIssues: string[];
+      packageIssues: string[];
+    };
+
+/**
+ * A valid CollectorSpec (schema-checked) → the renderer's input, or its config and package
+ * problems. Both modes convert with this: from the API (CollectorCompiler) and from the folder.
+ */
+export function compileCollectorSpec(namespace: string, name: string, generation: number, spec: CollectorSpec): CompiledSpec {
+  const secretNames = (spec.secretRefs ?? []).map((s) => s.name);
+  const cfg = parseCollectorConfig(spec.config ?? spec.configYaml ?? {}, secretNames);
   const base = {
     namespace,
     name,
     generation,
-    priority: r.data.priority,
-    selector: r.data.selector,
+    priority: spec.priority,
+    selector: spec.selector,
     secretNames,
-    ...(r.data.packages?.length ? { packages: r.data.packages } : {}),
+    ...(spec.packages?.length ? { packages: spec.packages } : {}),
   };
-  const issues = [...(cfg.ok ? [] : cfg.issues), ...packageSpecIssues(r.data.packages, secretNames)];
-  if (!cfg.ok || issues.length > 0) {
-    return { generation, input: { ...base, revision: `invalid-${generation}`, config: {} }, issues, warnings: [] };
+  const packageIssues = packageSpecIssues(spec.packages, secretNames);
+  if (!cfg.ok || packageIssues.length > 0) {
+    return { ok: false, base, configField: spec.config ? 'config' : 'configYaml', configIssues: cfg.ok ? [] : cfg.issues, packageIssues };
   }
-  const revision = collectorRevision(r.data, cfg.config, secretNames);
-  return { generation, input: { ...base, revision, config: cfg.config }, issues: [], warnings: cfg.warnings };
+  return { ok: true, input: { ...base, revision: collectorRevision(spec, cfg.config, secretNames), config: cfg.config }, warnings: cfg.warnings };
 }

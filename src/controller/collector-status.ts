@@ -3,7 +3,7 @@
  * `status` in Kubernetes and the standalone API. Counts, plus a capped list of failing agents:
  * status must stay small at 10,000 agents.
  */
-import type { CollectorStatusCounts, FailingAgentView } from '../api/views.js';
+import type { CollectorStatusCounts, FailingAgentView } from '../fleet/view-types.js';
 import { configFailure, configState } from '../fleet/fleet.js';
 import { packageState } from '../fleet/packages.js';
 import type { AgentRecord } from '../fleet/agent.js';
@@ -25,7 +25,7 @@ export function emptyStatus(): CollectorFleetStatus {
 
 /** "name version" of an agent, from its identifying attributes (what `kubectl get -o wide` shows). */
 export function agentVersion(rec: AgentRecord): string {
-  const id = rec.description?.identifying ?? {};
+  const id = rec.description.reported?.identifying ?? {};
   const name = typeof id['service.name'] === 'string' ? id['service.name'] : 'unknown';
   const version = typeof id['service.version'] === 'string' ? id['service.version'] : '';
   return version ? `${name} ${version}` : name;
@@ -40,10 +40,10 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
   const out = new Map<string, CollectorFleetStatus>();
   const versions = new Map<string, Map<string, number>>();
   for (const rec of agents) {
-    const d = rec.desired;
+    const d = rec.config.desired;
     if (!d) continue;
-    if (!rec.connected) {
-      if (rec.pastGrace) continue;
+    if (!rec.session.connected) {
+      if (rec.session.pastGrace) continue;
       for (const key of d.collectors) {
         let s = out.get(key);
         if (!s) out.set(key, (s = emptyStatus()));
@@ -68,14 +68,14 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
         const f = configFailure(rec);
         if (f && s.failing.length < MAX_FAILING_LISTED) s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: f.reason, message: f.message });
       }
-      if (rec.health) {
-        if (rec.health.healthy) s.healthy++;
+      if (rec.description.health) {
+        if (rec.description.health.healthy) s.healthy++;
         else s.unhealthy++;
       }
-      if (rec.drift?.drifted) {
+      if (rec.config.drift.verdict?.drifted) {
         s.drifted++;
         if (s.failing.length < MAX_FAILING_LISTED) {
-          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: 'Drifted', message: `drifted from the pushed config: ${rec.drift.differences.join('; ')}` });
+          s.failing.push({ instanceUid: rec.uid, name: agentName(rec), reason: 'Drifted', message: `drifted from the pushed config: ${rec.config.drift.verdict.differences.join('; ')}` });
         }
       }
       const r = rec.resources;
@@ -90,7 +90,7 @@ export function aggregateCollectorStatus(agents: Iterable<AgentRecord>): Map<str
     // Packages count for the Collectors that declared them for this agent (a subset of those that match it).
     const ps = packageState(rec);
     if (ps && ps.state !== 'held') {
-      for (const key of rec.packagesDesired!.collectors) {
+      for (const key of rec.packages.desired!.collectors) {
         let s = out.get(key);
         if (!s) out.set(key, (s = emptyStatus()));
         const p = (s.packages ??= { offered: 0, installed: 0, installing: 0, failed: 0, unsupported: 0 });
@@ -118,9 +118,9 @@ function topVersions(counts: Map<string, number>): { version: string; agents: nu
 
 /** A name a person recognises: the pod, else the host, else the uid. */
 export function agentName(rec: AgentRecord): string {
-  if (rec.pod) return rec.pod;
-  const a = rec.attributes;
-  if (a['k8s.pod.name']) return `${a['k8s.namespace.name'] ?? rec.namespace}/${a['k8s.pod.name']}`;
+  if (rec.identity.pod) return rec.identity.pod;
+  const a = rec.description.attributes;
+  if (a['k8s.pod.name']) return `${a['k8s.namespace.name'] ?? rec.identity.namespace}/${a['k8s.pod.name']}`;
   return a['host.name'] ?? a['service.instance.id'] ?? rec.uid;
 }
 
@@ -268,7 +268,7 @@ export function buildCollectorStatus(input: {
 export function mergedConfigIssues(agents: Iterable<AgentRecord>): Map<string, string[]> {
   const m = new Map<string, Set<string>>();
   for (const rec of agents) {
-    const d = rec.desired;
+    const d = rec.config.desired;
     if (!d || d.issues.length === 0) continue;
     for (const key of d.collectors) {
       let set = m.get(key);

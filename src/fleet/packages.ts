@@ -1,10 +1,13 @@
 /**
- * Where an agent stands with the packages offered to it, judged from its PackageStatuses, and the
- * URL of a file the bridge serves.
+ * The packages offer (OpAMP §Packages): what each agent should have, what it reports, when the
+ * offer goes, where an agent stands with it, and the URL of a file the bridge serves. Writes the
+ * records' `packages` group.
  */
-import { AgentCapabilities, hasBit } from '../opamp/messages.js';
-import type { AgentRecord } from './agent.js';
-import type { OfferedPackage } from '../packages/desired.js';
+import { AgentCapabilities, hasBit, type ServerToAgentProps } from '../opamp/messages.js';
+import type { AgentConnection, AgentRecord } from './agent.js';
+import type { OfferedPackage } from '../render/packages.js';
+import type { FleetContext } from './context.js';
+import type { PackageStatusesView } from './view-types.js';
 
 /** Path prefix of package files on the OpAMP endpoint: PREFIX + namespace + "/" + sha256. */
 export const PACKAGES_PATH = '/v1/packages/';
@@ -53,11 +56,11 @@ export type PackageState = 'installed' | 'installing' | 'failed' | 'unsupported'
  * Null when no packages are declared for the agent.
  */
 export function packageState(rec: AgentRecord): { state: PackageState; message: string } | null {
-  const pd = rec.packagesDesired;
+  const pd = rec.packages.desired;
   if (!pd) return null;
   if (pd.issues.length > 0) return { state: 'held', message: pd.issues.join('; ') };
-  if (!hasBit(rec.capabilities, AgentCapabilities.AcceptsPackages)) return { state: 'unsupported', message: 'the agent does not accept packages (no AcceptsPackages capability)' };
-  const st = rec.packageStatuses;
+  if (!hasBit(rec.description.capabilities, AgentCapabilities.AcceptsPackages)) return { state: 'unsupported', message: 'the agent does not accept packages (no AcceptsPackages capability)' };
+  const st = rec.packages.statuses;
   if (!st || st.serverProvidedAllPackagesHash !== pd.allHashHex) return { state: 'installing', message: 'offered; the agent has not reported this offer yet' };
   const failures: string[] = [];
   let done = true;
@@ -75,4 +78,67 @@ export function packageState(rec: AgentRecord): { state: PackageState; message: 
   if (failures.length > 0) return { state: 'failed', message: failures.join('; ') };
   if (st.errorMessage) return { state: 'failed', message: st.errorMessage };
   return done ? { state: 'installed', message: '' } : { state: 'installing', message: 'downloading or installing' };
+}
+
+export class PackageOffers {
+  constructor(private readonly ctx: FleetContext) {}
+
+  /** The packages the agent should have, from the desired state, its namespace and labels. */
+  computeDesired(rec: AgentRecord): void {
+    const ctx = this.ctx;
+    const packages = ctx.desired && rec.description.reported && !rec.identity.error ? ctx.desired.packagesFor(rec.identity.namespace, rec.identity.labels) : null;
+    if (packages && packages.secretValues.length > 0) ctx.redactor.add(packages.secretValues);
+    rec.packages.desired = packages;
+  }
+
+  recordStatuses(rec: AgentRecord, statuses: PackageStatusesView): void {
+    rec.packages.statuses = statuses;
+  }
+
+  /** The offer was made to a client or connection that is gone: a reconnect may need it again. */
+  forgetOffer(rec: AgentRecord): void {
+    rec.packages.offered = null;
+  }
+
+  /**
+   * Adds `packages_available` (OpAMP §Packages) for an agent that accepts packages and has not
+   * received the current offer: its statuses report another all_packages_hash. Offered once per
+   * connection; again after offerRetryMs to an agent whose statuses still report another hash.
+   * Nothing while the declaration has problems; nothing when no Collector declares packages.
+   */
+  add(rec: AgentRecord, conn: AgentConnection, msg: ServerToAgentProps, now: number): boolean {
+    const pd = rec.packages.desired;
+    const caps = rec.description.capabilities;
+    if (!pd || pd.issues.length > 0 || !hasBit(caps, AgentCapabilities.AcceptsPackages)) return false;
+    if ((rec.packages.statuses?.serverProvidedAllPackagesHash ?? '') === pd.allHashHex) return false;
+    const connectionId = conn.send ? conn.id : null;
+    const o = rec.packages.offered;
+    if (o && o.hash === pd.allHashHex && o.connectionId === connectionId) {
+      // Without statuses there is no telling whether it got the offer: once per connection.
+      if (!hasBit(caps, AgentCapabilities.ReportsPackageStatuses) || now - o.at < this.ctx.settings.offerRetryMs) return false;
+    }
+    // A served file is fetched from the OpAMP endpoint the agent reached, with the credential it connected
+    // with (or the one that replaces it): the download is authenticated like the connection.
+    const authorization = this.ctx.credentials?.replacementFor(conn.authorization) ?? conn.authorization;
+    const packages: NonNullable<NonNullable<ServerToAgentProps['packagesAvailable']>['packages']> = {};
+    for (const p of pd.packages) {
+      const headers = p.source.kind === 'url' ? p.source.headers.map((h) => ({ key: h.name, value: h.value })) : authorization ? [{ key: 'Authorization', value: authorization }] : [];
+      packages[p.name] = {
+        type: p.type === 'Addon' ? 1 : 0,
+        version: p.version,
+        hash: p.hash,
+        file: {
+          downloadUrl: offeredDownloadUrl(p, pd.namespace, conn.endpoint)!,
+          contentHash: Buffer.from(p.sha256, 'hex'),
+          ...(p.signature ? { signature: p.signature } : {}),
+          ...(headers.length > 0 ? { headers: { headers } } : {}),
+        },
+      };
+    }
+    msg.packagesAvailable = { packages, allPackagesHash: pd.allHash };
+    rec.packages.offered = { hash: pd.allHashHex, at: now, connectionId };
+    this.ctx.metrics.packageOffers.inc({ transport: conn.transport });
+    this.ctx.log.info({ instanceUid: rec.uid, allPackagesHash: pd.allHashHex, packages: pd.packages.map((p) => `${p.name || '(top-level)'} ${p.version}`) }, 'Offered packages');
+    return true;
+  }
 }

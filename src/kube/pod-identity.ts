@@ -17,11 +17,11 @@ export const NAMESPACE = 'k8s.namespace.name';
 
 export function podIdentity(pods: PodLookup, serves: (namespace: string) => boolean): IdentityResolver {
   return (agent): AgentIdentity => {
-    const a = agent.attributes;
+    const a = agent.description.attributes;
     const uid = a[POD_UID];
     const name = a[POD_NAME];
     const ns = a[NAMESPACE];
-    const v = agent.verified;
+    const v = agent.identity.verified;
     if (v?.podUid) {
       // A pod-bound token decides; claims, where made, must agree with it.
       if ((uid && uid !== v.podUid) || (name && name !== v.podName) || (ns && ns !== v.namespace)) {

@@ -1,7 +1,7 @@
 /**
  * The credential an agent sends its own metrics with (POST /v1/metrics): minted by the bridge for
  * one instance_uid and the identity holding it (the ServiceAccount token's pod, the client
- * certificate, the bearer token: src/fleet/fleet.ts holderOf), and offered to that agent only, over
+ * certificate, the bearer token: src/fleet/admission.ts holderOf), and offered to that agent only, over
  * its authenticated OpAMP connection, in the headers of its own_metrics destination
  * (`Authorization: Bearer fbom1.<HMAC>`). Figures for a uid are kept only when the request carries
  * that uid's credential for its current holder: another agent's uid, a stranger, or an agent whose

@@ -5,8 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { gunzip } from 'node:zlib';
-import { promisify } from 'node:util';
+import { BodyTooLargeError, gunzipBody, readBody } from '../lib/http-body.js';
 import {
   decodeExportMetricsJson,
   decodeExportMetricsProtobuf,
@@ -16,8 +15,6 @@ import {
   type DroppedReason,
   type ExportRequestLike,
 } from './metrics.js';
-
-const gunzipAsync = promisify(gunzip);
 
 export const OTLP_METRICS_PATH = '/v1/metrics';
 /** Largest body accepted, compressed or not (after gzip decompression too). */
@@ -104,12 +101,13 @@ export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMes
       if (!json && type !== 'application/x-protobuf') throw new HttpError(415, 'unsupported_media_type', 'Content-Type must be application/x-protobuf or application/json');
       const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
       if (encoding !== 'identity' && encoding !== 'gzip') throw new HttpError(415, 'unsupported_media_type', 'Content-Encoding must be gzip or none');
-      let body = await readBody(req, max);
+      // The whole body, or 413 as soon as it exceeds `max` bytes (Content-Length tells before reading).
+      let body = await readBody(req, max, { tooLarge: (n) => new HttpError(413, 'too_large', `the body exceeds ${n} bytes`) });
       if (encoding === 'gzip') {
         try {
-          body = await gunzipAsync(body, { maxOutputLength: max });
+          body = await gunzipBody(body, max);
         } catch (err) {
-          if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new HttpError(413, 'too_large', `the decompressed body exceeds ${max} bytes`);
+          if (err instanceof BodyTooLargeError) throw new HttpError(413, 'too_large', `the decompressed body exceeds ${max} bytes`);
           throw new HttpError(400, 'bad_request', 'the body is not valid gzip');
         }
       }
@@ -153,38 +151,6 @@ export function otlpMetricsHandler(opts: OtlpReceiverOptions): (req: IncomingMes
       if (!req.complete) res.once('finish', () => req.destroy());
     }
   };
-}
-
-/** The whole body, or 413 as soon as it exceeds `max` bytes (Content-Length tells before reading). */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.reject(new HttpError(413, 'too_large', `the body exceeds ${max} bytes`));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (err: Error | null) => {
-      if (done) return;
-      done = true;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      if (err) {
-        req.pause();
-        reject(err);
-      } else resolve(Buffer.concat(chunks, size));
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > max) return finish(new HttpError(413, 'too_large', `the body exceeds ${max} bytes`));
-      chunks.push(c);
-    };
-    const onEnd = () => finish(null);
-    const onError = (e: Error) => finish(e);
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
 }
 
 /** Up to 100 distinct metric names of a request, and its resources' attribute keys (debug logs). */

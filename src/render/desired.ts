@@ -1,7 +1,7 @@
 import { compareCollectors, renderMerged, type CollectorInput, type RenderedConfig } from './render.js';
 import type { SecretSource } from './secrets.js';
 import { selectorMatches } from './select.js';
-import { combinePackages, type DesiredPackages, type OfferedPackage, type ServePolicy } from '../packages/desired.js';
+import { combinePackages, type DesiredPackages, type OfferedPackage, type ServePolicy } from './packages.js';
 
 export interface DesiredStateOptions {
   /** Whether the bridge may serve a package file (OpAMPBridge spec.packages); default: never. */

@@ -1,6 +1,6 @@
 /**
  * Rendering: selecting Collectors for an agent, merging them, validating and hashing the result.
- * Pure functions; imports only schema types.
+ * Pure functions; of src/ it imports only the schema (docs/architecture.md).
  */
 export * from './select.js';
 export * from './merge.js';

@@ -4,8 +4,9 @@
  * - an OpAMPBridge that is present but invalid stops the start (the file and field are named); so
  *   does a file that cannot be read far enough to know its kind when no valid OpAMPBridge was found
  *   (it may be meant as the bridge). Never "absent, so no authentication".
- * - at runtime the bridge keeps the settings it started with; an invalid edit is reported and
- *   changes nothing (manifests.ts keeps the file's last good version).
+ * - at runtime a valid edit is applied live (src/bridge/settings.ts says what waits for a restart);
+ *   an invalid edit is reported and changes nothing (manifests.ts keeps the file's last good
+ *   version); removing the OpAMPBridge keeps the last settings (never "absent, so no authentication").
  * - no OpAMPBridge at all: no authentication, so both endpoints listen on loopback only, whatever
  *   --host says. Serving other hosts without authentication takes an OpAMPBridge that says
  *   `auth: { mode: none }` explicitly.
@@ -70,7 +71,7 @@ function namespacesOf(snap: ManifestSnapshot, bridgeNamespace: string): string[]
  * Reports, at start and on every change: an invalid OpAMPBridge (kept: the settings it started
  * with), and — without authentication — that namespaces are no boundary once there is more than one.
  */
-export function bridgeReporter(log: Logger, opts: { authenticated: boolean; bridgeNamespace: string }): (snap: ManifestSnapshot) => void {
+export function bridgeReporter(log: Logger, opts: { authenticated: () => boolean; bridgeNamespace: string }): (snap: ManifestSnapshot) => void {
   let lastProblems = '';
   let warnedNamespaces = '';
   return (snap) => {
@@ -80,11 +81,11 @@ export function bridgeReporter(log: Logger, opts: { authenticated: boolean; brid
       if (problems) {
         log.error(
           { issues: snap.bridgeProblems },
-          'The OpAMPBridge manifest is invalid; the bridge keeps serving with the settings it started with (auth, TLS, endpoint, limits), never with none or defaults',
+          'The OpAMPBridge manifest is invalid; the bridge keeps serving with its last valid settings (auth, TLS, endpoint, limits), never with none or defaults',
         );
       }
     }
-    if (opts.authenticated) return;
+    if (opts.authenticated()) return;
     const namespaces = namespacesOf(snap, opts.bridgeNamespace);
     const key = namespaces.join(',');
     if (namespaces.length > 1 && key !== warnedNamespaces) {

@@ -13,9 +13,9 @@ export const NAMESPACE_ATTRIBUTE = 'k8s.namespace.name';
 
 export function standaloneIdentity(bridgeNamespace: string): IdentityResolver {
   return (agent) => {
-    const claimed = agent.attributes[NAMESPACE_ATTRIBUTE];
-    const v = agent.verified;
-    if (!v) return { ok: true, namespace: claimed ?? bridgeNamespace, labels: agent.attributes };
+    const claimed = agent.description.attributes[NAMESPACE_ATTRIBUTE];
+    const v = agent.identity.verified;
+    if (!v) return { ok: true, namespace: claimed ?? bridgeNamespace, labels: agent.description.attributes };
     const granted = v.namespace ?? bridgeNamespace;
     if (claimed !== undefined && claimed !== granted) {
       const by =
@@ -28,6 +28,6 @@ export function standaloneIdentity(bridgeNamespace: string): IdentityResolver {
             : `its credential is for namespace ${granted}`;
       return { ok: false, error: `the agent claims namespace ${claimed} but ${by}` };
     }
-    return { ok: true, namespace: granted, labels: agent.attributes };
+    return { ok: true, namespace: granted, labels: agent.description.attributes };
   };
 }

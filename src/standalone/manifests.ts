@@ -14,13 +14,14 @@
  * sees. A symlink that leads outside the folder is refused with the reason.
  */
 import { createHash } from 'node:crypto';
-import { constants, existsSync, watch, type FSWatcher } from 'node:fs';
-import { open, opendir, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { parseManifestText, type LoadedBridge, type LoadedCollector, type LoadedSecret, type ParsedManifest } from './parse.js';
+import { type LoadedBridge, type LoadedCollector, type LoadedSecret, type ParsedManifest } from './parse.js';
+import { listManifests, readBounded, type Entry } from './folder.js';
+import { ManifestParser } from './parse-pool.js';
 
 export { parseManifestText, MAX_EXPANDED_NODES } from './parse.js';
 export type { LoadedBridge, LoadedCollector, LoadedSecret, ParsedManifest } from './parse.js';
@@ -84,7 +85,6 @@ interface FileState {
   opaque: boolean;
 }
 
-const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
 export interface ManifestDirectoryOptions {
   dir: string;
@@ -99,15 +99,6 @@ export interface ManifestDirectoryOptions {
   limits?: Partial<ManifestLimits>;
   /** Parse in a worker thread (default: when the worker's build exists next to this module). */
   parseInWorker?: boolean;
-}
-
-/** What the folder listing found at one path. */
-interface Entry {
-  path: string;
-  /** The path to read (the symlink's target inside the folder), unless refused. */
-  read?: string;
-  /** Why this entry is not read. */
-  refused?: string;
 }
 
 export class ManifestDirectory {
@@ -396,173 +387,5 @@ export class ManifestDirectory {
       bridgeProblems.push(msg);
     }
     return { collectors: [...collectors.values()], bridge: bridges[0] ?? null, secrets: [...secrets.values()], invalidFiles, bridgeProblems, opaqueFiles };
-  }
-}
-
-/** `p` is `root` or inside it (both real paths). */
-function inside(root: string, p: string): boolean {
-  const rel = relative(root, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
-}
-
-/**
- * Lists manifest files (and the folders to watch), at most `maxEntries` entries of any kind looked
- * at. Names starting with "." are skipped (editors' temporary files; a ConfigMap volume's `..data`
- * and timestamped folders, reached through the symlinks that point into them).
- */
-async function listManifests(dir: string, maxEntries: number): Promise<{ entries: Entry[]; dirs: string[]; truncated: boolean }> {
-  const entries: Entry[] = [];
-  const dirs: string[] = [];
-  let seen = 0;
-  let truncated = false;
-  const root = await realpath(dir);
-  const walk = async (d: string, depth: number): Promise<void> => {
-    let handle;
-    try {
-      handle = await opendir(d);
-    } catch {
-      return;
-    }
-    const subdirs: string[] = [];
-    try {
-      for await (const e of handle) {
-        if (++seen > maxEntries) {
-          truncated = true;
-          break;
-        }
-        if (e.name.startsWith('.')) continue;
-        const p = join(d, e.name);
-        if (e.isDirectory()) {
-          if (depth < 8) subdirs.push(p);
-          continue;
-        }
-        if (!MANIFEST_EXT.test(e.name)) continue;
-        if (e.isFile()) entries.push({ path: p, read: p });
-        else if (e.isSymbolicLink()) entries.push(await symlinkEntry(root, p));
-        else entries.push({ path: p, refused: 'not a regular file; not read (FB_MANIFEST_UNREADABLE)' });
-      }
-    } catch {
-      // the folder went away while being read: what was listed stands
-    }
-    for (const s of subdirs.sort()) {
-      if (truncated) break;
-      dirs.push(s);
-      await walk(s, depth + 1);
-    }
-  };
-  await walk(dir, 0);
-  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { entries, dirs, truncated };
-}
-
-async function symlinkEntry(root: string, p: string): Promise<Entry> {
-  let real: string;
-  try {
-    real = await realpath(p);
-  } catch (err) {
-    return { path: p, refused: `a symlink whose target cannot be resolved (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); not read (FB_MANIFEST_SYMLINK)` };
-  }
-  if (!inside(root, real)) return { path: p, refused: `a symlink that leads outside the manifest folder (to ${real}); refused (FB_MANIFEST_SYMLINK)` };
-  return { path: p, read: real };
-}
-
-/** Reads at most maxBytes of a regular file, without ever blocking on a FIFO or a device. */
-async function readBounded(path: string, maxBytes: number): Promise<{ bytes: Buffer } | { problem: string }> {
-  let fh;
-  try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (err) {
-    return { problem: `cannot be read: ${(err as Error).message} (FB_MANIFEST_UNREADABLE)` };
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) return { problem: 'not a regular file; not read (FB_MANIFEST_UNREADABLE)' };
-    const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
-    let len = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, len, buf.length - len, len);
-      if (bytesRead === 0) break;
-      len += bytesRead;
-      if (len === buf.length) break;
-    }
-    if (len > maxBytes) return { problem: `larger than the largest manifest read, ${maxBytes} bytes (1.5 MiB, as in Kubernetes); not read (FB_MANIFEST_TOO_LARGE)` };
-    if (len > st.size) return { problem: 'changed while being read; read again on the next scan (FB_MANIFEST_UNREADABLE)' };
-    return { bytes: buf.subarray(0, len) };
-  } catch (err) {
-    return { problem: `cannot be read: ${(err as Error).message} (FB_MANIFEST_UNREADABLE)` };
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Parses files one at a time, in a worker thread bounded in time and heap (a timeout or running out
- * of memory stops the worker and reports the file), or in this thread when the worker's build is not
- * there (tests run from the sources).
- */
-class ManifestParser {
-  #worker: Worker | null = null;
-  #next = 1;
-
-  constructor(
-    readonly url: URL | null,
-    readonly limits: ManifestLimits,
-  ) {}
-
-  async parse(text: string, source: string): Promise<ParsedManifest> {
-    if (!this.url) return parseManifestText(text, source);
-    const w = (this.#worker ??= this.#spawn(this.url));
-    const id = this.#next++;
-    return new Promise<ParsedManifest>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        w.off('message', onMessage);
-        w.off('error', onError);
-        w.off('exit', onExit);
-      };
-      const onMessage = (m: { id: number; result?: ParsedManifest; error?: string }) => {
-        if (m.id !== id) return;
-        done();
-        if (m.error !== undefined) reject(new Error(m.error));
-        else resolve(m.result!);
-      };
-      const onError = (err: Error & { code?: string }) => {
-        done();
-        this.#drop(w);
-        reject(err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? new Error(`it needs more than ${this.limits.parserHeapMb} MB of memory`) : err);
-      };
-      const onExit = (code: number) => {
-        done();
-        this.#drop(w);
-        reject(new Error(`the parser stopped (exit code ${code})`));
-      };
-      const timer = setTimeout(() => {
-        done();
-        this.#drop(w);
-        reject(new Error(`parsing took longer than ${this.limits.parseTimeoutMs / 1000} s`));
-      }, this.limits.parseTimeoutMs);
-      w.on('message', onMessage);
-      w.once('error', onError);
-      w.once('exit', onExit);
-      w.postMessage({ id, text, source });
-    });
-  }
-
-  #spawn(url: URL): Worker {
-    // No execArgv of this process (e.g. --import hooks that read stdin): the parser needs none.
-    const w = new Worker(url, { execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.limits.parserHeapMb, maxYoungGenerationSizeMb: 64 } });
-    w.unref();
-    return w;
-  }
-
-  #drop(w: Worker): void {
-    if (this.#worker === w) this.#worker = null;
-    void w.terminate();
-  }
-
-  async release(): Promise<void> {
-    const w = this.#worker;
-    this.#worker = null;
-    if (w) await w.terminate();
   }
 }

@@ -10,11 +10,11 @@
  * - duplicate keys are found with one set per mapping (the YAML library's own check is quadratic);
  * - the size of the file itself is bounded by the folder scan (manifests.ts) before it is read.
  */
-import { isAlias, isCollection, isMap, isPair, isScalar, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, parseAllDocuments, type Document } from 'yaml';
 import { z } from 'zod';
 import { API_GROUP, Collector, GROUP_VERSION, NamespaceName, ObjectName, OpAMPBridge } from '../schema/v1alpha1/index.js';
-import { collectorRevision, parseCollectorConfig, type CollectorInput } from '../render/index.js';
-import { packageSpecIssues } from '../packages/desired.js';
+import type { CollectorInput } from '../render/index.js';
+import { compileCollectorSpec } from '../controller/collector-compiler.js';
 
 export interface LoadedCollector {
   resource: Collector;
@@ -230,28 +230,12 @@ export function parseManifestText(text: string, source: string): ParsedManifest 
       if (!r.success) return void issues.push(...zodIssues(`${where}: Collector`, r.error));
       const res = r.data;
       const namespace = res.metadata.namespace ?? 'default';
-      const secretNames = (res.spec.secretRefs ?? []).map((x) => x.name);
-      const cfg = parseCollectorConfig(res.spec.config ?? res.spec.configYaml ?? {}, secretNames);
-      if (!cfg.ok) return void issues.push(...cfg.issues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${res.spec.config ? 'config' : 'configYaml'}: ${m}`));
-      const packageIssues = packageSpecIssues(res.spec.packages, secretNames);
-      if (packageIssues.length > 0) return void issues.push(...packageIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: ${m}`));
-      const revision = collectorRevision(res.spec, cfg.config, secretNames);
-      collectors.push({
-        resource: { ...res, metadata: { ...res.metadata, namespace } },
-        source,
-        warnings: cfg.warnings,
-        input: {
-          namespace,
-          name: res.metadata.name,
-          generation: res.metadata.generation ?? 1,
-          revision,
-          priority: res.spec.priority,
-          selector: res.spec.selector,
-          config: cfg.config,
-          secretNames,
-          ...(res.spec.packages?.length ? { packages: res.spec.packages } : {}),
-        },
-      });
+      const c = compileCollectorSpec(namespace, res.metadata.name, res.metadata.generation ?? 1, res.spec);
+      if (!c.ok) {
+        if (c.configIssues.length > 0) return void issues.push(...c.configIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: spec.${c.configField}: ${m}`));
+        return void issues.push(...c.packageIssues.map((m) => `${where}: Collector ${namespace}/${res.metadata.name}: ${m}`));
+      }
+      collectors.push({ resource: { ...res, metadata: { ...res.metadata, namespace } }, source, warnings: c.warnings, input: c.input });
     } else if (obj['kind'] === 'OpAMPBridge') {
       const r = OpAMPBridge.safeParse(obj);
       if (!r.success) {

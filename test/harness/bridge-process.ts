@@ -18,16 +18,16 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AgentView, CollectorView } from '../../src/api/views.js';
+import type { AgentView, CollectorView } from '../../src/fleet/view-types.js';
+import { adminClient, createManifestFolder, writeAdminToken } from './bridge-client.js';
 import { spawnJsonLines, type JsonLinesChild } from './child-process.js';
 
 export { collectorYaml } from './standalone.js';
-export type { AgentView, CollectorView } from '../../src/api/views.js';
+export type { AgentView, CollectorView } from '../../src/fleet/view-types.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD_ROOT = join(repoRoot, '.cache', 'bridge-dist');
@@ -253,13 +253,11 @@ export function metricValue(text: string, name: string, labels?: string): number
 
 export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promise<BridgeProcess> {
   const main = await buildBridge();
-  const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-proc-'));
-  for (const [name, text] of Object.entries(opts.manifests ?? {})) await writeFile(join(dir, name), text);
+  const folder = await createManifestFolder('fleetbridge-proc-', opts.manifests);
+  const dir = folder.dir;
   const [opampPort, httpPort] = [await freePort(), await freePort()];
-  // Outside the manifest folder (the bridge reads every file in it as a manifest).
-  const adminTokenFile = opts.adminToken !== undefined ? join(await mkdtemp(join(tmpdir(), 'fleetbridge-admin-')), 'token') : undefined;
-  if (adminTokenFile) await writeFile(adminTokenFile, `${opts.adminToken}\n`, { mode: 0o600 });
-  const adminHeaders: Record<string, string> = opts.adminToken !== undefined ? { Authorization: `Bearer ${opts.adminToken}` } : {};
+  const token = opts.adminToken !== undefined ? await writeAdminToken(opts.adminToken) : undefined;
+  const adminHeaders: Record<string, string> = token?.headers ?? {};
   const args = [
     '--import',
     STDIN_GUARD,
@@ -275,7 +273,7 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
     String(httpPort),
     '--heartbeat-interval',
     String(opts.heartbeatIntervalSeconds ?? 2),
-    ...(adminTokenFile ? ['--admin-token-file', adminTokenFile] : []),
+    ...(token ? ['--admin-token-file', token.file] : []),
     ...(opts.extraArgs ?? []),
   ];
   const env = {
@@ -340,14 +338,10 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
     }
   };
 
-  const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
-    const res = await fetch(apiUrl + path, { headers: adminHeaders, signal: AbortSignal.timeout(10_000) });
-    return { status: res.status, body: (await res.json()) as T };
-  };
-
   await start();
 
   const bridge: BridgeProcess = {
+    ...adminClient(apiUrl, adminHeaders, { timeoutMs: 10_000 }),
     opampWsUrl: `ws://127.0.0.1:${opampPort}/v1/opamp`,
     opampHttpUrl: `http://127.0.0.1:${opampPort}/v1/opamp`,
     apiUrl,
@@ -360,32 +354,8 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
     get pid() {
       return proc?.pid;
     },
-    async writeManifest(name, text) {
-      // Write then rename, so the watcher never reads a half-written file.
-      const tmp = join(dir, `.${name}.tmp`);
-      await writeFile(tmp, text);
-      await rename(tmp, join(dir, name));
-    },
-    async removeManifest(name) {
-      await unlink(join(dir, name));
-    },
-    async getAgents() {
-      return (await get<{ agents: AgentView[] }>('/api/v1/agents')).body.agents;
-    },
-    async getAgent(uid) {
-      const r = await get<AgentView>(`/api/v1/agents/${encodeURIComponent(uid)}`);
-      return r.status === 200 ? r.body : undefined;
-    },
-    async getCollectors() {
-      return (await get<{ collectors: CollectorView[]; invalidFiles: { path: string; issues: string[] }[] }>('/api/v1/collectors')).body;
-    },
-    async getCollector(name, ns = 'default') {
-      const { collectors } = await bridge.getCollectors();
-      return collectors.find((c) => c.name === name && c.namespace === ns);
-    },
-    async metricsText() {
-      return (await fetch(apiUrl + '/metrics', { headers: adminHeaders, signal: AbortSignal.timeout(10_000) })).text();
-    },
+    writeManifest: folder.writeManifest,
+    removeManifest: folder.removeManifest,
     async restart(signal) {
       if (stopped) throw new Error('restart(): the bridge process was stopped');
       if (proc) await killAndWait(proc, signal);
@@ -395,8 +365,8 @@ export async function startBridgeProcess(opts: BridgeProcessOptions = {}): Promi
       if (stopped) return;
       stopped = true;
       if (proc) await killAndWait(proc, 'SIGTERM');
-      await rm(dir, { recursive: true, force: true });
-      if (adminTokenFile) await rm(join(adminTokenFile, '..'), { recursive: true, force: true });
+      await folder.remove();
+      await token?.remove();
     },
     describe() {
       return proc ? proc.describe() : '(not started)';

@@ -9,18 +9,19 @@
  *   `mvn -q -B compile dependency:copy-dependencies`, its local repository in `.cache/m2`, into
  *   `.cache/java-agent/<first 12 hex of sha256(pom.xml, src/**)>/`: built in a temporary folder
  *   beside it under a lock file, then renamed into place, so concurrent test workers never see half
- *   a build. Maven is tried offline first (everything already in `.cache/m2`), then online.
+ *   a build (buildCached() of tools/build/cached-build.mjs). Maven is tried offline first
+ *   (everything already in `.cache/m2`), then online.
  * - `startJavaAgent()` spawns the agent through the shared JSON-lines driver and waits for its
  *   `started` event.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnJsonLines, type JsonLinesChild, type JsonObject } from './child-process.js';
-import { lockIsStale, pidAlive, run, tryLock } from './go-build.mjs';
+import { buildCached, run } from '../../tools/build/cached-build.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../..');
@@ -106,8 +107,6 @@ export interface JavaAgentBuild {
 }
 
 const classpathOf = (dir: string) => [path.join(dir, 'target', 'classes'), path.join(dir, 'target', 'dependency', '*')].join(path.delimiter);
-const isComplete = (dir: string) => existsSync(path.join(dir, 'build-info.json'));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let ensuring: Promise<JavaAgentBuild> | undefined;
 
@@ -122,79 +121,52 @@ export function ensureJavaAgent(opts: { log?: (line: string) => void; timeoutMs?
 
 async function doEnsure({ log = () => {}, timeoutMs = 15 * 60_000 }: { log?: (line: string) => void; timeoutMs?: number }): Promise<JavaAgentBuild> {
   const key = javaAgentSourceHash();
-  const dir = path.join(CACHE_ROOT, key);
-  if (isComplete(dir)) return { dir, classpath: classpathOf(dir), built: false, seconds: 0 };
-  const missing = javaAgentMissingReason();
-  if (missing) throw new Error(missing);
-  const version = await exec(javaCommand(), ['-version']);
-  const m = /version "(\d+)(?:\.(\d+))?/.exec(version.stderr + version.stdout);
-  const major = m ? (m[1] === '1' ? Number(m[2]) : Number(m[1])) : 0;
-  if (major < MIN_JAVA) throw new Error(`${javaCommand()} is ${m ? m[0] : 'of unknown version'}; the Java OpAMP test agent needs >= ${MIN_JAVA}:\n${version.stderr}`);
-
-  await mkdir(CACHE_ROOT, { recursive: true });
-  const lockFile = path.join(CACHE_ROOT, `${key}.lock`);
-  const deadline = Date.now() + timeoutMs;
-  let announced = false;
-  for (;;) {
-    if (isComplete(dir)) return { dir, classpath: classpathOf(dir), built: false, seconds: 0 };
-    if (await tryLock(lockFile)) break;
-    if (await lockIsStale(lockFile, timeoutMs)) {
-      log(`removing a stale build lock ${lockFile}`);
-      await rm(lockFile, { force: true });
-      continue;
-    }
-    if (!announced) {
-      log(`waiting for another process to finish building ${dir} (lock ${lockFile})`);
-      announced = true;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the build lock ${lockFile}`);
-    await sleep(1000);
-  }
-
-  const tmp = path.join(CACHE_ROOT, `.tmp-${key}-${process.pid}-${Date.now()}`);
-  try {
-    for (const f of await readdir(CACHE_ROOT)) {
-      const stale = /^\.tmp-.+-(\d+)-\d+$/.exec(f);
-      if (stale && Number(stale[1]) !== process.pid && !pidAlive(Number(stale[1]))) await rm(path.join(CACHE_ROOT, f), { recursive: true, force: true });
-    }
-    if (isComplete(dir)) return { dir, classpath: classpathOf(dir), built: false, seconds: 0 };
-    await mkdir(tmp, { recursive: true });
-    await cp(path.join(javaAgentDir, 'pom.xml'), path.join(tmp, 'pom.xml'));
-    await cp(path.join(javaAgentDir, 'src'), path.join(tmp, 'src'), { recursive: true });
-    const mvnArgs = ['-q', '-B', '-Dstyle.color=never', `-Dmaven.repo.local=${MAVEN_REPO}`, '-f', path.join(tmp, 'pom.xml'), 'compile', 'dependency:copy-dependencies'];
-    const logFile = path.join(tmp, 'mvn.log');
-    const t0 = Date.now();
-    let mode = 'offline';
-    log(`building ${dir} with mvn (offline first) ...`);
-    try {
-      await run('mvn', ['-o', ...mvnArgs], { cwd: tmp, env: process.env, timeoutMs: Math.max(deadline - Date.now(), 1000), logFile });
-    } catch {
-      mode = 'online';
-      log('offline build failed (something is not in .cache/m2 yet); building online from Maven Central ...');
-      await run('mvn', mvnArgs, { cwd: tmp, env: process.env, timeoutMs: Math.max(deadline - Date.now(), 1000), logFile });
-    }
-    const seconds = Math.round((Date.now() - t0) / 100) / 10;
-    // Check: the agent runs and rejects a call without --endpoint (exit 2).
-    const check = await exec(javaCommand(), ['-cp', classpathOf(tmp), MAIN_CLASS], 60_000);
-    if (check.code !== 2 || !/--endpoint is required/.test(check.stderr)) {
-      throw new Error(`the built Java agent does not run as expected (exit ${check.code}):\n${check.stderr}${check.stdout}`);
-    }
-    const jars = (await readdir(path.join(tmp, 'target', 'dependency'))).sort();
-    await writeFile(
-      path.join(tmp, 'build-info.json'),
-      `${JSON.stringify({ key, mode, seconds, java: version.stderr.split('\n')[0], jars, builtAt: new Date().toISOString() }, null, 2)}\n`,
-    );
-    try {
-      await rename(tmp, dir);
-    } catch (err) {
-      if (!isComplete(dir)) throw err;
-    }
-    log(`built ${dir} in ${seconds} s (${mode}; ${jars.length} jars)`);
-    return { dir, classpath: classpathOf(dir), built: true, seconds };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-    await rm(lockFile, { force: true });
-  }
+  let seconds = 0;
+  let javaVersion = '';
+  const { dir, built } = await buildCached({
+    cacheRoot: CACHE_ROOT,
+    key,
+    timeoutMs,
+    log,
+    // Complete once build-info.json is there (written last, before the rename).
+    outputs: ['build-info.json'],
+    // Before the lock: java and mvn on PATH, java new enough.
+    async prepare() {
+      const missing = javaAgentMissingReason();
+      if (missing) throw new Error(missing);
+      const version = await exec(javaCommand(), ['-version']);
+      const m = /version "(\d+)(?:\.(\d+))?/.exec(version.stderr + version.stdout);
+      const major = m ? (m[1] === '1' ? Number(m[2]) : Number(m[1])) : 0;
+      if (major < MIN_JAVA) throw new Error(`${javaCommand()} is ${m ? m[0] : 'of unknown version'}; the Java OpAMP test agent needs >= ${MIN_JAVA}:\n${version.stderr}`);
+      javaVersion = version.stderr.split('\n')[0] ?? '';
+    },
+    async build({ tmp, deadline }) {
+      await cp(path.join(javaAgentDir, 'pom.xml'), path.join(tmp, 'pom.xml'));
+      await cp(path.join(javaAgentDir, 'src'), path.join(tmp, 'src'), { recursive: true });
+      const mvnArgs = ['-q', '-B', '-Dstyle.color=never', `-Dmaven.repo.local=${MAVEN_REPO}`, '-f', path.join(tmp, 'pom.xml'), 'compile', 'dependency:copy-dependencies'];
+      const logFile = path.join(tmp, 'mvn.log');
+      const t0 = Date.now();
+      let mode = 'offline';
+      log(`building ${path.join(CACHE_ROOT, key)} with mvn (offline first) ...`);
+      try {
+        await run('mvn', ['-o', ...mvnArgs], { cwd: tmp, env: process.env, timeoutMs: Math.max(deadline - Date.now(), 1000), logFile });
+      } catch {
+        mode = 'online';
+        log('offline build failed (something is not in .cache/m2 yet); building online from Maven Central ...');
+        await run('mvn', mvnArgs, { cwd: tmp, env: process.env, timeoutMs: Math.max(deadline - Date.now(), 1000), logFile });
+      }
+      seconds = Math.round((Date.now() - t0) / 100) / 10;
+      // Check: the agent runs and rejects a call without --endpoint (exit 2).
+      const check = await exec(javaCommand(), ['-cp', classpathOf(tmp), MAIN_CLASS], 60_000);
+      if (check.code !== 2 || !/--endpoint is required/.test(check.stderr)) {
+        throw new Error(`the built Java agent does not run as expected (exit ${check.code}):\n${check.stderr}${check.stdout}`);
+      }
+      const jars = (await readdir(path.join(tmp, 'target', 'dependency'))).sort();
+      log(`built in ${seconds} s (${mode}; ${jars.length} jars)`);
+      return { mode, seconds, java: javaVersion, jars };
+    },
+  });
+  return { dir, classpath: classpathOf(dir), built, seconds: built ? seconds : 0 };
 }
 
 export interface JavaAgentOptions {

@@ -2,13 +2,11 @@
  * Starts a real standalone bridge in-process on loopback with free ports and a temp manifest
  * folder, and gives tests typed access to its admin API.
  */
-import { mkdtemp, rm, writeFile, rename, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { startStandalone, type RunningBridge } from '../../src/app.js';
-import type { AgentView, CollectorView } from '../../src/api/views.js';
+import { startStandalone, type RunningBridge } from '../../src/bridge/standalone.js';
+import type { AgentView, CollectorView } from '../../src/fleet/view-types.js';
 import { createLogger } from '../../src/telemetry/logger.js';
+import { adminClient, createManifestFolder, writeAdminToken } from './bridge-client.js';
 
 export interface TestBridge {
   opampWsUrl: string;
@@ -52,8 +50,8 @@ export interface TestBridgeOptions {
 }
 
 export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<TestBridge> {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-test-'));
-  for (const [name, text] of Object.entries(opts.manifests ?? {})) await writeFile(join(dir, name), text);
+  const folder = await createManifestFolder('fleetbridge-test-', opts.manifests);
+  const dir = folder.dir;
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -70,14 +68,10 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     },
   });
   const logger = createLogger({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'debug', destination: sink });
-  let adminTokenFile: string | undefined;
-  if (opts.adminToken !== undefined) {
-    adminTokenFile = join(await mkdtemp(join(tmpdir(), 'fleetbridge-admin-')), 'token');
-    await writeFile(adminTokenFile, `${opts.adminToken}\n`, { mode: 0o600 });
-  }
-  const adminHeaders: Record<string, string> = opts.adminHeaders ?? (opts.adminToken !== undefined ? { Authorization: `Bearer ${opts.adminToken}` } : {});
+  const token = opts.adminToken !== undefined ? await writeAdminToken(opts.adminToken) : undefined;
+  const adminHeaders: Record<string, string> = opts.adminHeaders ?? token?.headers ?? {};
   const running = await startStandalone({
-    ...(adminTokenFile ? { adminTokenFile } : {}),
+    ...(token ? { adminTokenFile: token.file } : {}),
     ...(opts.metricsAuth !== undefined ? { metricsAuth: opts.metricsAuth } : {}),
     ...(opts.ownMetricsMaxSkewMs !== undefined ? { ownMetricsMaxSkewMs: opts.ownMetricsMaxSkewMs } : {}),
     manifestsDir: dir,
@@ -93,49 +87,21 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     sweepIntervalMs: opts.sweepIntervalMs ?? 500,
     watchRescanMs: opts.watchRescanMs,
   });
-  const api = running.apiUrl;
-  const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
-    const res = await fetch(api + path, { headers: adminHeaders });
-    return { status: res.status, body: (await res.json()) as T };
-  };
   const bridge: TestBridge = {
+    ...adminClient(running.apiUrl, adminHeaders),
     opampWsUrl: running.opampUrl.websocket,
     opampHttpUrl: running.opampUrl.http,
-    apiUrl: api,
+    apiUrl: running.apiUrl,
     manifestsDir: dir,
     running,
     logs,
     adminHeaders,
-    async writeManifest(name, text) {
-      // Write then rename, so the watcher never reads a half-written file.
-      const tmp = join(dir, `.${name}.tmp`);
-      await writeFile(tmp, text);
-      await rename(tmp, join(dir, name));
-    },
-    async removeManifest(name) {
-      await unlink(join(dir, name));
-    },
-    async getAgents() {
-      return (await get<{ agents: AgentView[] }>('/api/v1/agents')).body.agents;
-    },
-    async getAgent(uid) {
-      const r = await get<AgentView>(`/api/v1/agents/${encodeURIComponent(uid)}`);
-      return r.status === 200 ? r.body : undefined;
-    },
-    async getCollectors() {
-      return (await get<{ collectors: CollectorView[]; invalidFiles: { path: string; issues: string[] }[] }>('/api/v1/collectors')).body;
-    },
-    async getCollector(name, namespace = 'default') {
-      const { collectors } = await bridge.getCollectors();
-      return collectors.find((c) => c.name === name && c.namespace === namespace);
-    },
-    async metricsText() {
-      return (await fetch(api + '/metrics', { headers: adminHeaders })).text();
-    },
+    writeManifest: folder.writeManifest,
+    removeManifest: folder.removeManifest,
     async stop() {
       await running.stop();
-      await rm(dir, { recursive: true, force: true });
-      if (adminTokenFile) await rm(join(adminTokenFile, '..'), { recursive: true, force: true });
+      await folder.remove();
+      await token?.remove();
     },
   };
   return bridge;

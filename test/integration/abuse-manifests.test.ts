@@ -98,7 +98,7 @@ describe('authentication fails closed', () => {
     const b = await bridgeProcess({ ...bearerAuthManifests(token), 'all.yaml': collectorYaml('all', {}, { exporters: { debug: {} } }) });
     expect((await post(b.opampHttpUrl)).status).toBe(401);
     await b.writeManifest('bridge.yaml', opampBridgeYaml({ heartbeatIntervalSeconds: '10s', auth: { mode: 'none' } }));
-    await waitUntil(() => b.logs.find((l) => l['msg'] === 'The OpAMPBridge manifest is invalid; the bridge keeps serving with the settings it started with (auth, TLS, endpoint, limits), never with none or defaults'), { ...WAIT, describe: () => b.describe() });
+    await waitUntil(() => b.logs.find((l) => l['msg'] === 'The OpAMPBridge manifest is invalid; the bridge keeps serving with its last valid settings (auth, TLS, endpoint, limits), never with none or defaults'), { ...WAIT, describe: () => b.describe() });
     expect((await post(b.opampHttpUrl)).status).toBe(401);
     const a = await agent(b.opampWsUrl, {}, bearerHeaders(token));
     await waitUntil(() => configs(a).length === 1, WAIT);

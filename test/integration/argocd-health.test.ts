@@ -18,8 +18,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
+import { startTestOperator, type RunningOperator } from '../harness/kube/operator.js';
 import { MERGE_PATCH } from '../../src/kube/client.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 import { Collector } from '../../src/schema/v1alpha1/index.js';
@@ -253,8 +252,7 @@ describe.skipIf(skipKube)('the Argo CD health checks on objects from a running o
   }
 
   async function operator(namespace: string): Promise<RunningOperator> {
-    const o = await startOperator({ kc, namespace, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, leaderElection: false });
-    cleanups.push(() => o.stop());
+    const o = await startTestOperator({ kc, namespace, cleanups });
     return o;
   }
 
@@ -379,11 +377,17 @@ describe.skipIf(skipKube)('the Argo CD health checks on objects from a running o
     expect(changed.metadata.generation).toBe(2);
     expect(health('OpAMPBridge', changed)).toEqual({ status: 'Progressing', message: 'Waiting for the Fleetbridge operator to observe generation 2 (status is for generation 1)' });
     capture('opampbridge-stale-generation.json', changed, ns, 'shop');
-    // The operator reads the spec when it starts: it keeps reporting generation 1 as observed and
-    // says that a restart applies generation 2, so health stays Progressing (not a false Healthy).
+    // The operator applies the heartbeat live and then observes generation 2.
+    await untilHealth('OpAMPBridge', () => getBridge(ns), 'Healthy', /^Warning: agents are not authenticated/);
+    expect((await getBridge(ns)).status?.observedGeneration).toBe(2);
+
+    // Turning TLS on needs a new listening socket: the operator keeps reporting generation 2 as
+    // observed and says that a restart applies generation 3, so health stays Progressing (not a false Healthy).
+    const moved = (await custom.patchNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', name: 'fb', body: { spec: { tls: { secretName: 'fb-tls' } } } }, MERGE_PATCH)) as Obj;
+    expect(moved.metadata.generation).toBe(3);
     await vi.waitFor(async () => expect(cond(await getBridge(ns), 'Ready')).toMatchObject({ status: 'True', reason: 'RestartRequired' }), { timeout: 15_000, interval: 200 });
     const after = await getBridge(ns);
-    expect(health('OpAMPBridge', after)).toEqual({ status: 'Progressing', message: 'Waiting for the Fleetbridge operator to observe generation 2 (status is for generation 1)' });
+    expect(health('OpAMPBridge', after)).toEqual({ status: 'Progressing', message: 'Waiting for the Fleetbridge operator to observe generation 3 (status is for generation 2)' });
   }, 60_000);
 
   it('makes a bridge whose bearer-token Secret is missing Degraded', async () => {

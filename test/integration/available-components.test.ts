@@ -105,8 +105,12 @@ describe.skipIf(skip)('available components: the real Supervisor reports them, a
     expect(col.status).toMatchObject({ matched: 1, failed: 1, applied: 0, applying: 0 });
     expect(col.status.failing).toEqual([{ instanceUid: uid, name: 'components-1', reason: 'MissingComponents', message: 'the agent lacks exporters/otlphttp' }]);
 
-    // Never sent: no push was logged for it, and the supervisor never wrote it.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Never sent: the bridge logged its decision not to send, no push was logged for it, and the supervisor never wrote it.
+    await waitUntil(() => bridge.logs.some((l) => l['msg'] === 'Remote config not sent: the agent lacks components it uses' && l['instanceUid'] === uid), {
+      timeoutMs: 10_000,
+      what: `the bridge's decision not to send to ${uid}`,
+      describe: () => describeState(uid),
+    });
     const pushes = bridge.logs.filter((l) => l['msg'] === 'Sent remote config' && l['instanceUid'] === uid);
     expect(pushes).toEqual([]);
     expect(bridge.logs.some((l) => l['msg'] === 'Remote config not sent: the agent lacks components it uses' && l['instanceUid'] === uid)).toBe(true);

@@ -63,14 +63,12 @@ import {
   bearerAuthManifests,
   bearerHeaders,
   collectorYaml,
-  metricValue,
   startBridgeProcess,
   waitUntil,
-  type AgentView,
   type BridgeProcess,
-  type CollectorView,
 } from '../harness/bridge-process.js';
 import type { JsonObject } from '../harness/child-process.js';
+import { conformanceChecks } from '../harness/conformance.js';
 import { ensureJavaAgent, javaAgentMissingReason, startJavaAgent, type JavaAgent } from '../harness/java-agent.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 
@@ -114,6 +112,8 @@ interface RowAgent {
 interface Row {
   name: RowName;
   transport: 'http' | 'websocket';
+  /** Every Java row takes remote config. */
+  remoteConfig: true;
   /** Added to the reconvergence bound: how long the client itself may wait before it tries again (its backoff, set to 1 s doubling here). */
   retryAfterFailureMs: number;
   start(opts?: { uid?: string }): Promise<RowAgent>;
@@ -183,10 +183,11 @@ async function startJava(row: Row, opts: { uid?: string; nudge?: boolean; label?
 }
 
 const rows: Row[] = [
-  { name: 'java-http', transport: 'http', retryAfterFailureMs: 0, start: (o) => startJava(rowOf('java-http'), o) },
+  { name: 'java-http', transport: 'http', remoteConfig: true, retryAfterFailureMs: 0, start: (o) => startJava(rowOf('java-http'), o) },
   {
     name: 'java-ws',
     transport: 'websocket',
+    remoteConfig: true,
     retryAfterFailureMs: 0,
     start: (o) => startJava(rowOf('java-ws'), o),
   },
@@ -198,134 +199,15 @@ function rowOf(name: RowName): Row {
 // ---------------------------------------------------------------------------------------------
 // What the bridge shows (as in conformance-clients.test.ts)
 
-async function rowState(row: Row): Promise<{ collector: CollectorView | undefined; connected: AgentView[] }> {
-  const [collector, agents] = await Promise.all([bridge.getCollector(collectorName(row.name)), bridge.getAgents()]);
-  return { collector, connected: agents.filter((a) => a.connected && a.labels[ROW_LABEL] === row.name) };
-}
-
-function brief(v: AgentView | undefined): unknown {
-  if (!v) return v;
-  return {
-    uid: v.instanceUid,
-    transport: v.transport,
-    connected: v.connected,
-    presence: v.presence,
-    firstSeen: v.firstSeen,
-    lastSeen: v.lastSeen,
-    seq: v.sequenceNum,
-    verified: v.verified?.method ?? null,
-    row: v.labels[ROW_LABEL],
-    described: v.description !== null,
-    remoteConfig: { ...v.remoteConfig, desiredHash: v.remoteConfig.desiredHash?.slice(0, 12), reportedHash: v.remoteConfig.reportedHash?.slice(0, 12) },
-  };
-}
-
-/** Bridge log lines (this incarnation and before) about one agent, for failure messages. */
-function bridgeLogFor(uid: string, max = 15): string {
-  return bridge.logs
-    .filter((l) => JSON.stringify(l).includes(uid))
-    .slice(-max)
-    .map((l) => `  ${JSON.stringify(l).slice(0, 400)}`)
-    .join('\n');
-}
-
-async function describeRow(row: Row, agent?: RowAgent): Promise<string> {
-  const [collector, agents] = await Promise.all([bridge.getCollector(collectorName(row.name)), bridge.getAgents()]).catch((err: Error) => [err.message, []] as const);
-  const { failing, agentVersions, ...counts } = typeof collector === 'object' && collector ? collector.status : ({} as Partial<CollectorView['status']>);
-  return [
-    `Collector ${collectorName(row.name)} status: ${JSON.stringify({ ...counts, failing })}`,
-    `agents with ${ROW_LABEL}=${row.name}:`,
-    ...(agents as AgentView[]).filter((a) => a.labels[ROW_LABEL] === row.name).map((a) => `  ${JSON.stringify(brief(a))}`),
-    agent ? agent.describe().slice(-3500) : '',
-    agent ? `bridge log lines about ${agent.uid}:\n${bridgeLogFor(agent.uid)}` : '',
-    `bridge: ${bridge.describe().slice(-1500)}`,
-  ].join('\n');
-}
-
-function ready(row: Row, agent: RowAgent, opts: { hash?: string; since?: number } = {}) {
-  return async (): Promise<AgentView | undefined> => {
-    const view = await bridge.getAgent(agent.uid);
-    if (!view?.connected || !view.description || view.transport !== row.transport) return undefined;
-    if (opts.since !== undefined && Date.parse(view.lastSeen) < opts.since) return undefined;
-    if (view.verified?.method !== 'bearerToken') return undefined;
-    if (view.remoteConfig.collectors.join() !== `default/${collectorName(row.name)}`) return undefined;
-    const rc = view.remoteConfig;
-    if (rc.status !== 'APPLIED' || !rc.inSync || (opts.hash && rc.reportedHash !== opts.hash)) return undefined;
-    if (!agent.configs().some((c) => c.hash === rc.desiredHash)) return undefined;
-    return view;
-  };
-}
-
-function converged(row: Row, agent: RowAgent, opts: { hash?: string; since?: number } = {}) {
-  const isReady = ready(row, agent, opts);
-  return async (): Promise<AgentView | undefined> => {
-    const view = await isReady();
-    if (!view) return undefined;
-    const { collector, connected } = await rowState(row);
-    const st = collector?.status;
-    if (!st || st.matched !== 1 || st.connected !== 1 || st.failed !== 0 || st.applied !== 1) return undefined;
-    if (connected.length !== 1 || connected[0]!.instanceUid !== agent.uid) return undefined;
-    return view;
-  };
-}
-
-const what = (row: Row, agent: RowAgent) => `${row.name}: agent ${agent.uid} connected, matched, configured and APPLIED`;
-const waitReady = (row: Row, agent: RowAgent, timeoutMs: number, opts: { hash?: string; since?: number } = {}) =>
-  waitUntil(ready(row, agent, opts), { timeoutMs, what: what(row, agent), describe: () => describeRow(row, agent) });
-const waitConverged = (row: Row, agent: RowAgent, timeoutMs: number, opts: { hash?: string; since?: number } = {}) =>
-  waitUntil(converged(row, agent, opts), {
-    timeoutMs,
-    what: `${what(row, agent)}, and the only agent of its row counted (matched=1, connected=1, applied=1, failed=0)`,
-    describe: () => describeRow(row, agent),
-  });
-
-const waitDesired = (row: Row, agent: RowAgent, not: string | null) =>
-  waitUntil(
-    async () => {
-      const h = (await bridge.getAgent(agent.uid))?.remoteConfig.desiredHash;
-      return h && h !== not ? h : undefined;
-    },
-    { timeoutMs: STEP_MS, what: `${row.name}: a new desired hash (not ${not})`, describe: () => describeRow(row, agent) },
-  );
-
-const waitUncounted = (row: Row, t0: number, timeoutMs: number) =>
-  waitUntil(
-    async () => {
-      const { collector, connected } = await rowState(row);
-      const st = collector?.status;
-      return st && st.matched === 0 && st.connected === 0 && st.applied === 0 && connected.length === 0 ? Date.now() - t0 : undefined;
-    },
-    { timeoutMs, what: `${row.name}: no agent counted`, describe: () => describeRow(row) },
-  );
-
-async function expectGauges(live: Row[]): Promise<void> {
-  const want = {
-    http: live.filter((r) => r.transport === 'http').length,
-    websocket: live.filter((r) => r.transport === 'websocket').length,
-    applied: live.length,
-  };
-  const got = await waitUntil(
-    async () => {
-      const text = await bridge.metricsText();
-      const g = {
-        http: metricValue(text, 'fleetbridge_agents_connected', 'transport="http"'),
-        websocket: metricValue(text, 'fleetbridge_agents_connected', 'transport="websocket"'),
-        applied: metricValue(text, 'fleetbridge_agents_config_status', 'state="applied"'),
-      };
-      return g.http === want.http && g.websocket === want.websocket && g.applied === want.applied ? g : undefined;
-    },
-    {
-      timeoutMs: GRACE_MS + MEASURE_SLACK_MS,
-      what: `gauges fleetbridge_agents_connected{http=${want.http}, websocket=${want.websocket}} and fleetbridge_agents_config_status{applied=${want.applied}}`,
-      describe: async () =>
-        (await bridge.metricsText())
-          .split('\n')
-          .filter((l) => /^fleetbridge_agents_(connected|config_status)/.test(l))
-          .join('\n'),
-    },
-  );
-  expect(got).toEqual(want);
-}
+const { describeRow, waitReady, waitConverged, waitDesired, waitUncounted, expectGauges } = conformanceChecks<Row, RowAgent>({
+  bridge: () => bridge,
+  rowLabel: ROW_LABEL,
+  collectorName: (row) => collectorName(row as RowName),
+  stepMs: STEP_MS,
+  gaugesMs: GRACE_MS + MEASURE_SLACK_MS,
+  agentTail: 3500,
+  bridgeLogLines: true,
+});
 
 // ---------------------------------------------------------------------------------------------
 

@@ -25,12 +25,12 @@ import {
   bearerAuthManifests,
   bearerHeaders,
   collectorYaml,
-  metricValue,
   startBridgeProcess,
   waitUntil,
   type AgentView,
   type BridgeProcess,
 } from '../harness/bridge-process.js';
+import { agentGauges } from '../harness/conformance.js';
 import { buildGoAgent, goMissingReason, startGoAgent, startGoAgentFleet, type GoAgent, type GoAgentFleet } from '../harness/go-agent.js';
 import { ensureOtelBinaries, otelMissingReason } from '../harness/otel/binaries.js';
 import { startSupervisedCollector, type SupervisedCollector } from '../harness/otel/supervised-collector.js';
@@ -175,12 +175,7 @@ describe.skipIf(skip)('conformance matrix (bearer-token authentication on)', () 
           return {
             uid: s.instanceUid,
             async kill() {
-              try {
-                process.kill(-s.pid, 'SIGKILL');
-              } catch {
-                // gone
-              }
-              await s.exited;
+              await s.kill();
             },
             async stop() {
               await s.stop();
@@ -244,9 +239,7 @@ describe.skipIf(skip)('conformance matrix (bearer-token authentication on)', () 
       const n = uids.length;
       const st = col?.status;
       if (!st || st.matched !== n || st.connected !== n || st.applied !== n || st.failed !== 0) return `collector status ${JSON.stringify(st && { matched: st.matched, connected: st.connected, applied: st.applied, failed: st.failed })}`;
-      const m = await bridge.metricsText();
-      const connected = metricValue(m, 'fleetbridge_agents_connected', `transport="${transport}"`);
-      const applied = metricValue(m, 'fleetbridge_agents_config_status', 'state="applied"');
+      const { [transport]: connected, applied } = agentGauges(await bridge.metricsText());
       if (connected !== n || applied !== n) return `gauges connected=${connected} applied=${applied}`;
       return true;
     };
@@ -273,7 +266,7 @@ describe.skipIf(skip)('conformance matrix (bearer-token authentication on)', () 
           const col = await bridge.getCollector('conf');
           const m = await bridge.metricsText();
           const n = remaining.length;
-          const gauge = metricValue(m, 'fleetbridge_agents_connected', `transport="${transport}"`);
+          const gauge = agentGauges(m)[transport];
           last = `still connected ${stillConnected.map((a) => a.instanceUid).join(',')}; status ${JSON.stringify(col && { matched: col.status.matched, connected: col.status.connected, applied: col.status.applied })}; gauge ${gauge}`;
           return stillConnected.length === 0 && col?.status.matched === n && col.status.connected === n && col.status.applied <= n && gauge === n;
         },
@@ -422,10 +415,7 @@ describe.skipIf(skip)('conformance matrix (bearer-token authentication on)', () 
     const fleetConverged = async (): Promise<string | true> => {
       const exp = expected();
       const total = exp.websocket + exp.http;
-      const m = await bridge.metricsText();
-      const ws = metricValue(m, 'fleetbridge_agents_connected', 'transport="websocket"');
-      const http = metricValue(m, 'fleetbridge_agents_connected', 'transport="http"');
-      const applied = metricValue(m, 'fleetbridge_agents_config_status', 'state="applied"');
+      const { websocket: ws, http, applied } = agentGauges(await bridge.metricsText());
       if (ws !== exp.websocket || http !== exp.http || applied !== total) return `gauges websocket=${ws} http=${http} applied=${applied}`;
       const col = await bridge.getCollector('fleet');
       const st = col?.status;

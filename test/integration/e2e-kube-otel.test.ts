@@ -23,9 +23,8 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
-import type { AgentView } from '../../src/api/views.js';
+import { startTestOperator, type RunningOperator } from '../harness/kube/operator.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { controlPlaneMissingReason, controlPlaneVersions } from '../harness/kube/binaries.js';
 import { createTestNamespace, kubeRequest } from '../harness/kube/control-plane.js';
@@ -158,8 +157,7 @@ describe.skipIf(skip)('the operator with real OpenTelemetry Collectors (Supervis
 
   async function bridge(ns: string): Promise<RunningOperator> {
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fleetbridge' }, spec: { heartbeatIntervalSeconds: 5, auth: { mode: 'none' } } } });
-    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fleetbridge', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `e2e-${ns}` });
-    cleanups.push(() => op.stop());
+    const op = await startTestOperator({ kc, namespace: ns, bridgeName: 'fleetbridge', adminAuth: 'none', identity: `e2e-${ns}`, leaderElection: true, cleanups });
     return op;
   }
 

@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, AppsV1Api } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { startOperator } from '../../src/kube/operator.js';
+import { startTestOperator } from '../harness/kube/operator.js';
 import { MERGE_PATCH } from '../../src/kube/client.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 import { RawWsAgent, randomUid } from '../harness/raw-agent.js';
@@ -179,8 +179,7 @@ describe.skipIf(skip)('the Helm chart and deploy/', () => {
 
     const lines: string[] = [];
     const logger = pino({ level: 'debug' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
-    const op = await startOperator({ kc, namespace: release, bridgeName: 'fleetbridge', logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'rbac-test' });
-    cleanups.push(() => op.stop());
+    const op = await startTestOperator({ kc, namespace: release, bridgeName: 'fleetbridge', logger, identity: 'rbac-test', leaderElection: true, cleanups });
     const token = (await core.createNamespacedServiceAccountToken({ namespace: served, name: 'agent', body: { spec: { audiences: ['fleetbridge'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'a', uid: p.metadata!.uid! } } } })).status!.token;
     const agent = await RawWsAgent.connect(op.opampUrl.websocket, randomUid(), { Authorization: `Bearer ${token}` });
     cleanups.push(async () => agent.terminate());

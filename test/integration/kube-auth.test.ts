@@ -10,14 +10,13 @@ import { createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
+import { startTestOperator, type RunningOperator } from '../harness/kube/operator.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 import { RawWsAgent, encodeAgent, httpPost, randomUid } from '../harness/raw-agent.js';
 import { goMissingReason } from '../harness/go-agent.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { kubeRequest, startControlPlane, type ControlPlane } from '../harness/kube/control-plane.js';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 
 const skip = skipUnlessOnCi('kube-auth.test', goMissingReason());
 const G = 'fleetbridge.dev';
@@ -84,8 +83,7 @@ describe.skipIf(skip)('agent authentication with ServiceAccount tokens', () => {
       admin[sa] = (await core.createNamespacedServiceAccountToken({ namespace: ns, name: sa, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status!.token;
     }
     // adminAuth left out: kubernetes (TokenReview and SubjectAccessReview) is the default.
-    op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', statusIntervalMs: 200, identity: 'auth-test' });
-    stops.push(() => op.stop());
+    op = await startTestOperator({ kc, namespace: ns, identity: 'auth-test', leaderElection: true, cleanups: stops });
   }, 600_000);
 
   afterAll(async () => {

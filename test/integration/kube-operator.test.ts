@@ -12,14 +12,14 @@ import { parse } from 'yaml';
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { createOpAMPClient, RemoteConfigStatuses } from '@elastic/opamp-client-node';
 import { pino } from 'pino';
-import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
+import { startTestOperator, type RunningOperator } from '../harness/kube/operator.js';
 import { MERGE_PATCH } from '../../src/kube/client.js';
 import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 import { RawWsAgent } from '../harness/raw-agent.js';
 import { goMissingReason } from '../harness/go-agent.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { kubeRequest, startControlPlane, type ControlPlane } from '../harness/kube/control-plane.js';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 
 const skip = skipUnlessOnCi('kube-operator.test', goMissingReason());
 const G = 'fleetbridge.dev';
@@ -69,8 +69,7 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
 
   async function bridge(ns: string, extra: { namespaceSelector?: unknown; packages?: unknown } = {}): Promise<RunningOperator> {
     await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ...extra } } });
-    const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `test-${ns}` });
-    cleanups.push(() => op.stop());
+    const op = await startTestOperator({ kc, namespace: ns, adminAuth: 'none', identity: `test-${ns}`, leaderElection: true, cleanups });
     return op;
   }
 
@@ -431,11 +430,33 @@ describe.skipIf(skip)('operator on a real kube-apiserver', () => {
     await vi.waitFor(() => expect(configs(inStranger).at(-1)?.cfg).toEqual({ exporters: { debug: { verbosity: 'basic' } } }), WAIT);
   });
 
+  it('applies an OpAMPBridge edit live: a namespaceSelector added serves the namespaces it picks, and removed serves its own again', async () => {
+    const home = await namespace('live-home');
+    const team = await namespace('live-team');
+    await core.patchNamespace({ name: team, body: { metadata: { labels: { 'fleetbridge.dev/live': 'yes' } } } }, MERGE_PATCH);
+    const op = await bridge(home);
+    await collector(team, 'c', {}, { exporters: { debug: { verbosity: 'detailed' } } });
+    await pod(team, 'p', {});
+    const a = await agent(op, { 'k8s.pod.name': 'p', 'k8s.namespace.name': team });
+    await vi.waitFor(async () => expect((await view(op, a.uidString)).identityError).toEqual(expect.any(String)), WAIT);
+    expect(configs(a)).toEqual([]);
+    const getBridge = async () => (await custom.getNamespacedCustomObject({ group: G, version: V, namespace: home, plural: 'opampbridges', name: 'fb' })) as { metadata: { generation: number }; status?: Record<string, any> };
+    await custom.patchNamespacedCustomObject({ group: G, version: V, namespace: home, plural: 'opampbridges', name: 'fb', body: { spec: { namespaceSelector: { matchLabels: { 'fleetbridge.dev/live': 'yes' } } } } }, MERGE_PATCH);
+    await vi.waitFor(() => expect(configs(a).at(-1)?.cfg).toEqual({ exporters: { debug: { verbosity: 'detailed' } } }), WAIT);
+    expect((await view(op, a.uidString)).identityError).toBeNull();
+    await vi.waitFor(async () => expect((await getCollector(team, 'c')).status).toMatchObject({ matched: 1 }), WAIT);
+    await vi.waitFor(async () => expect((await getBridge()).status).toMatchObject({ observedGeneration: 2, conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', reason: 'Serving' })]) }), WAIT);
+    // Removing the selector serves the bridge's own namespace only again.
+    const obj = await getBridge();
+    await custom.replaceNamespacedCustomObject({ group: G, version: V, namespace: home, plural: 'opampbridges', name: 'fb', body: { ...obj, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' } } } });
+    await vi.waitFor(async () => expect((await view(op, a.uidString)).identityError).toEqual(expect.any(String)), WAIT);
+    await vi.waitFor(async () => expect((await getBridge()).status).toMatchObject({ observedGeneration: 3 }), WAIT);
+  });
+
   it('lets only one of two replicas write status, and hands over when the leader stops', async () => {
     const ns = await namespace('ha');
     const first = await bridge(ns);
-    const second = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, identity: `second-${ns}` });
-    cleanups.push(() => second.stop());
+    const second = await startTestOperator({ kc, namespace: ns, logger: pino({ level: 'silent' }), adminAuth: 'none', identity: `second-${ns}`, leaderElection: true, cleanups });
     await vi.waitFor(() => expect([first.isLeader(), second.isLeader()].filter(Boolean)).toHaveLength(1), WAIT);
     const [leader, follower] = first.isLeader() ? [first, second] : [second, first];
     await leader.stop();

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { startOperator, type RunningOperator } from '../../src/kube/operator.js';
+import { startTestOperator, type RunningOperator } from '../harness/kube/operator.js';
 import { MERGE_PATCH } from '../../src/kube/client.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,7 +30,7 @@ import { skipUnlessOnCi } from '../harness/tools.js';
 import { createTestNamespace } from '../harness/kube/control-plane.js';
 import { getSharedControlPlane, type SharedControlPlane } from '../harness/kube/shared.js';
 import { installCrds } from '../harness/kube/crds.js';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 
 const skip = skipUnlessOnCi('kube-security.test', goMissingReason() ?? opensslMissingReason());
 const G = 'fleetbridge.dev';
@@ -132,8 +132,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       const uidSecure = await pod(ns, 'secure-0', { app: 'secure' });
       const uidPlain = await pod(ns, 'plain-0', { app: 'plain' });
       logs = captureLogs();
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: logs.logger, opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
-      cleanups.push(() => op.stop());
+      op = await startTestOperator({ kc, namespace: ns, logger: logs.logger, adminAuth: 'none', cleanups });
       secure = await startGoAgent({ endpoint: op.opampUrl.websocket, headers: { Authorization: `Bearer ${await saToken(ns, 'secure-0', uidSecure)}` }, heartbeatSeconds: 1 });
       plain = await startGoAgent({ endpoint: op.opampUrl.websocket, headers: { Authorization: `Bearer ${await saToken(ns, 'plain-0', uidPlain)}` }, heartbeatSeconds: 1 });
       cleanups.push(() => secure.stop(), () => plain.stop());
@@ -242,8 +241,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'collectors', body: { apiVersion: `${G}/${V}`, kind: 'Collector', metadata: { name: 'all' }, spec: { selector: {}, config: { exporters: { debug: {} } } } } });
       await custom.createNamespacedCustomObject({ group: G, version: V, namespace: ns, plural: 'opampbridges', body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'bearerToken', bearerToken: { secretName: 'agent-tokens' } } } } });
       for (const p of ['p1', 'p2']) await pod(ns, p, { app: 'x' });
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
-      cleanups.push(() => op.stop());
+      op = await startTestOperator({ kc, namespace: ns, adminAuth: 'none', cleanups });
     }, 120_000);
 
     it('refuses a missing or wrong token at the upgrade, and serves a right one', async () => {
@@ -373,8 +371,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
       });
       await pod(ns, 'p1', { app: 'x' });
       await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'p2', labels: { app: 'x' } }, spec: { serviceAccountName: 'other', containers: [{ name: 'c', image: 'x' }] } } });
-      op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
-      cleanups.push(() => op.stop());
+      op = await startTestOperator({ kc, namespace: ns, adminAuth: 'none', cleanups });
     }, 120_000);
 
     it('refuses invalid combinations in the API server with clear messages', async () => {
@@ -469,8 +466,7 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
         body: { apiVersion: `${G}/${V}`, kind: 'OpAMPBridge', metadata: { name: 'fb' }, spec: { heartbeatIntervalSeconds: 1, auth: { mode: 'none' }, ownTelemetry: { logs: { endpoint: `http://127.0.0.1:${sinkPort}/v1/logs`, headersSecretName: 'telemetry-headers' } } } },
       });
       await pod(ns, 'c1', { app: 'x' });
-      const op = await startOperator({ kc, namespace: ns, bridgeName: 'fb', logger: pino({ level: process.env['FLEETBRIDGE_TEST_LOG_LEVEL'] ?? 'silent' }), opampPort: 0, httpPort: 0, host: '127.0.0.1', adminAuth: 'none', statusIntervalMs: 200, leaderElection: false });
-      cleanups.push(() => op.stop());
+      const op = await startTestOperator({ kc, namespace: ns, adminAuth: 'none', cleanups });
       const workDir = await mkdtemp(join(tmpdir(), 'fb-own-'));
       cleanups.push(() => rm(workDir, { recursive: true, force: true }));
       const sup = await startSupervisedCollector({

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import type { AgentView, CollectorView } from '../../src/api/views.js';
+import type { AgentView, CollectorView } from '../../src/fleet/view-types.js';
 import { buildGoAgent, goMissingReason, startGoAgent, type GoAgent, type GoAgentOptions } from '../harness/go-agent.js';
 import { startTestBridge, type TestBridge } from '../harness/standalone.js';
 

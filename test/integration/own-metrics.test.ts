@@ -15,7 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 import { ensureOtelBinaries, otelMissingReason } from '../harness/otel/binaries.js';
 import { waitUntil } from '../harness/otel/processes.js';
 import { startSupervisedCollector, type SupervisedCollector } from '../harness/otel/supervised-collector.js';

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 import { buildGoAgent, goMissingReason, startGoAgent, type GoAgent, type GoAgentEvent } from '../harness/go-agent.js';
 import { startTestBridge, type TestBridge } from '../harness/standalone.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
@@ -113,6 +113,11 @@ stringData: { token: s3cr3t-download-token }
 
   const view = async (a: GoAgent) => (await bridge.getAgent(a.instanceUid)) as AgentView;
   const synced = (a: GoAgent, since = 0) => a.waitFor((e) => e.event === 'packages_synced', { ...EVENT, since });
+  /** Resolves once the bridge has handled `n` more messages (1 s heartbeats) from the agent: each was a chance to offer again. */
+  const handledMore = async (a: GoAgent, n: number) => {
+    const from = BigInt((await view(a)).sequenceNum);
+    await vi.waitFor(async () => expect(BigInt((await view(a)).sequenceNum) >= from + BigInt(n)).toBe(true), WAIT);
+  };
 
   it('serves a file from its packages directory; the agent downloads it, checks its hash and reports it installed; a new version follows', async () => {
     const v1 = randomBytes(200_000);
@@ -170,8 +175,9 @@ stringData: { token: s3cr3t-download-token }
       expect(c?.status.packages?.failed).toBe(1);
       expect(c?.status.failing).toContainEqual(expect.objectContaining({ instanceUid: a.instanceUid, reason: 'PackageInstallFailed', message: expect.stringContaining(sha256(real)) }));
     }, WAIT);
-    // No loop: the agent reported this offer, so it is not offered again.
-    await new Promise((r) => setTimeout(r, 2500));
+    // No loop: the agent reported this offer, so it is not offered again (three later messages
+    // handled; the answer to the first two has reached the agent by the time the third is handled).
+    await handledMore(a, 3);
     expect(a.events.filter((e) => e.event === 'packages_available')).toHaveLength(1);
   }, 60_000);
 
@@ -195,7 +201,7 @@ stringData: { token: s3cr3t-download-token }
     }
     const h = await agent('held');
     await vi.waitFor(async () => expect((await view(h)).packages?.state).toBe('held'), WAIT);
-    await new Promise((r) => setTimeout(r, 1500));
+    await handledMore(h, 2);
     expect(h.events.some((e) => e.event === 'packages_available')).toBe(false);
     expect(sourceHits.some((x) => x.path.includes('elsewhere'))).toBe(false);
   }, 60_000);

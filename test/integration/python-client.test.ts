@@ -9,7 +9,7 @@
 import { skipUnlessOnCi } from '../harness/tools.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 import type { JsonObject } from '../harness/child-process.js';
 import { startTestBridge, type TestBridge } from '../harness/standalone.js';
 import {

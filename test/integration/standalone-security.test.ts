@@ -11,7 +11,7 @@ import { goMissingReason, startGoAgent, type GoAgent } from '../harness/go-agent
 import { collectorYaml, startTestBridge, type TestBridge } from '../harness/standalone.js';
 import { makeTestPki, opensslMissingReason, type TestPki } from '../harness/tls.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
-import type { AgentView } from '../../src/api/views.js';
+import type { AgentView } from '../../src/fleet/view-types.js';
 
 const skip = skipUnlessOnCi('standalone-security.test', goMissingReason() ?? opensslMissingReason());
 const WAIT = { timeout: 15_000, interval: 100 };
@@ -101,9 +101,14 @@ describe.skipIf(skip)('standalone mode: secrets, tokens, certificates', () => {
     await a.waitForConfigStatus('APPLIED');
     expect((await b.getAgent(a.instanceUid))?.verified ?? null).toBeNull();
 
-    // Adding an OpAMPBridge that asks for tokens does not switch a running bridge: it says to restart.
+    // Adding an OpAMPBridge that asks for tokens switches the running bridge: the agent that
+    // connected without one is disconnected, and requests without a token are refused.
+    await b.writeManifest('t.yaml', secretYaml('t', { token: `tok-${randomBytes(10).toString('hex')}` }));
     await b.writeManifest('bridge.yaml', bridgeYaml({ auth: { mode: 'bearerToken', bearerToken: { secretName: 't' } } }));
-    await vi.waitFor(() => expect(b.logs).toContainEqual(expect.objectContaining({ level: 40, bridge: 'bridge.yaml', msg: expect.stringMatching(/^The OpAMPBridge manifest changed; .*restart it to apply the change$/) })), WAIT);
+    await vi.waitFor(() => expect(b.logs).toContainEqual(expect.objectContaining({ msg: 'Agent authentication changed', mode: 'bearerToken' })), WAIT);
+    await vi.waitFor(async () => expect((await b.getAgent(a.instanceUid))?.connected).toBe(false), WAIT);
+    const r = await fetch(b.opampHttpUrl, { method: 'POST', headers: { 'Content-Type': 'application/x-protobuf' }, body: new Uint8Array([0]) });
+    expect(r.status).toBe(401);
   });
 
   it('bearer tokens from a Secret manifest: refuses others, rotates through an offer, cuts off a revoked token', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
-import { ListenError, keepingAlive, listenOrExplain } from '../../src/listen.js';
+import { ListenError, keepingAlive, listenOrExplain } from '../../src/bridge/listen.js';
 
 const failing = (code: string) => () => Promise.reject(Object.assign(new Error(`listen ${code}: nope`), { code }));
 

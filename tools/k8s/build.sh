@@ -3,8 +3,8 @@
 # docs/adr/0002-envtest-from-go-modules.md) into .cache/k8s/<version>-<hash>/, then kubectl of the
 # same version (a `tool` of tools/k8s/apiserver) into .cache/k8s/kubectl-<version>-<hash>/, and
 # prints timings on stderr and the two folders on stdout, one a line. Instant when they exist already.
-# Same code, cache and lock as the tests use (test/harness/kube/build-binaries.mjs), so it is safe
+# Same code, cache and lock as the tests use (tools/build/k8s-binaries.mjs), so it is safe
 # to run while tests run. Needs go (>= 1.26) and node (>= 20) on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec node test/harness/kube/build-binaries.mjs "$@"
+exec node tools/build/k8s-binaries.mjs "$@"

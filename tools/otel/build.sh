@@ -3,8 +3,8 @@
 # (tools/otel/supervisor) for the end-to-end tests (see docs/adr/0004-otel-agents-from-go-modules.md)
 # into .cache/otel/<hash>/ and prints timings on stderr and the binaries' folder on stdout.
 # Instant when that folder exists already. Same code, cache and lock as the tests use
-# (test/harness/otel/build-binaries.mjs), so it is safe to run while tests run.
+# (tools/build/otel-binaries.mjs), so it is safe to run while tests run.
 # Needs go (>= 1.26) and node (>= 20) on PATH, and the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec node test/harness/otel/build-binaries.mjs "$@"
+exec node tools/build/otel-binaries.mjs "$@"

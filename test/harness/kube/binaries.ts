@@ -5,7 +5,7 @@
  * of the same version (from tools/k8s/apiserver too), cached in its own folder
  * `.cache/k8s/kubectl-<k8s version>-<hash>/kubectl`.
  *
- * The logic lives in build-binaries.mjs so that tools/k8s/build.sh can run it with plain Node 20;
+ * The logic lives in tools/build/k8s-binaries.mjs so that tools/k8s/build.sh can run it with plain Node 20;
  * this module is the typed entry point for the tests.
  *
  * ```ts
@@ -25,13 +25,13 @@ export {
   type ControlPlaneBinaries,
   type EnsureOptions,
   type KubectlBinary,
-} from './build-binaries.mjs';
+} from '../../../tools/build/k8s-binaries.mjs';
 import {
   ensureControlPlaneBinaries as ensure,
   ensureKubectlBinary,
   type ControlPlaneBinaries,
   type EnsureOptions,
-} from './build-binaries.mjs';
+} from '../../../tools/build/k8s-binaries.mjs';
 
 /**
  * Paths of kube-apiserver and etcd, building them first when they are not cached (one builder at a

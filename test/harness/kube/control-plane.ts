@@ -14,19 +14,20 @@
  *
  * Lifetimes: each process runs in its own process group. They are SIGKILLed (and the temp dir
  * removed) when this process exits normally ('exit' handler), and also when it dies any other way
- * (SIGKILL included): a tiny `sh` watchdog holds a pipe from us and cleans up when the pipe closes.
+ * (SIGKILL included): a tiny `sh` watchdog holds a pipe from us and cleans up when the pipe closes
+ * (../process-group.ts, shared with the OpenTelemetry harness).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Agent } from 'undici';
 import { ensureControlPlaneBinaries } from './binaries.js';
+import { spawnGroup, trackDir, untrackDir, type GroupProcess } from '../process-group.js';
 import { ecKeyPem, issue, selfSignedCa, writeOpensslConfig } from '../tls.js';
 
 export interface ControlPlaneOptions {
@@ -104,81 +105,9 @@ const SA_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const NAME = 'fleetbridge-test';
 
 // ---------------------------------------------------------------------------------------------
-// Process bookkeeping: kill our process groups when this process goes away, however it goes.
-
-const liveGroups = new Set<number>();
-const liveDirs = new Set<string>();
-let watchdog: ChildProcess | undefined;
-let exitHookInstalled = false;
-
-function syncWatchdog(): void {
-  if (!watchdog?.stdin || watchdog.stdin.destroyed) return;
-  watchdog.stdin.write(`pids ${[...liveGroups].join(' ')}\ndirs ${[...liveDirs].join(' ')}\n`);
-}
-
-function installLifetimeGuards(): void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const pgid of liveGroups) {
-        try {
-          process.kill(-pgid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      for (const d of liveDirs) rmSync(d, { recursive: true, force: true, maxRetries: 3 });
-    });
-  }
-  if (watchdog) return;
-  // The watchdog reads state lines until its stdin reaches EOF (we exited or were killed), then kills
-  // the last announced process groups and removes the last announced dirs. It ignores the terminal's
-  // signals and lives in its own session, so a signal to our group does not take it down first.
-  const script = [
-    "trap '' INT HUP TERM",
-    'set -f',
-    'p=; d=',
-    'while IFS= read -r l; do',
-    '  case $l in "pids "*) p=${l#pids } ;; "dirs "*) d=${l#dirs } ;; esac',
-    'done',
-    "for x in $p; do kill -KILL \"-$x\" 2>/dev/null; done", // dash's kill takes no '--'
-    '[ -n "$d" ] && { sleep 0.3; rm -rf -- $d; }',
-    'exit 0',
-  ].join('\n');
-  const w = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-  w.on('error', () => {
-    watchdog = undefined; // no sh: the exit hook still covers normal exits
-  });
-  w.stdin?.on('error', () => {});
-  w.unref();
-  (w.stdin as unknown as Socket | null)?.unref?.();
-  watchdog = w;
-}
-
-function track(pgid: number): void {
-  liveGroups.add(pgid);
-  syncWatchdog();
-}
-
-function untrack(pgid: number): void {
-  liveGroups.delete(pgid);
-  syncWatchdog();
-}
-
-// ---------------------------------------------------------------------------------------------
 // Small helpers
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves true when `p` settles within `ms`, false otherwise; leaves no timer behind (it would keep the process alive). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function onPath(cmd: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, cmd)));
@@ -343,63 +272,18 @@ function rssOf(pid: number | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-interface Proc {
-  child: ChildProcess;
-  pid: number;
-  exited: Promise<void>;
-  hasExited(): boolean;
-}
+type Proc = GroupProcess;
 
+/** Own process group (see ../process-group.ts), output straight into the log file. */
 function startProcess(binary: string, args: string[], logFile: string): Proc {
-  installLifetimeGuards();
-  const fd = openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    // Own process group (setsid), output straight into the log file: no pipes that keep us alive.
-    child = spawn(binary, args, { stdio: ['ignore', fd, fd], detached: true });
-  } finally {
-    closeSync(fd);
-  }
-  let done = false;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      done = true;
-      resolve();
-    });
-    child.once('error', () => {
-      done = true;
-      resolve();
-    });
-  });
-  if (child.pid === undefined) throw new Error(`could not start ${binary}`);
-  child.unref();
-  const pid = child.pid;
-  track(pid);
-  void exited.then(() => untrack(pid));
-  return { child, pid, exited, hasExited: () => done };
+  const p = spawnGroup(binary, args, { outputTo: 'file', logFile });
+  if (p.pid < 0) throw new Error(`could not start ${binary}`);
+  return p;
 }
 
+/** SIGTERM, then SIGKILL of the group after timeoutMs. */
 async function stopProcess(p: Proc | undefined, timeoutMs: number): Promise<void> {
-  if (!p || p.hasExited()) return;
-  try {
-    process.kill(p.pid, 'SIGTERM');
-  } catch {
-    // gone
-  }
-  if (!(await settlesWithin(p.exited, timeoutMs))) {
-    try {
-      process.kill(-p.pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-    await settlesWithin(p.exited, 5000);
-  }
-  // Anything it left in its group.
-  try {
-    process.kill(-p.pid, 'SIGKILL');
-  } catch {
-    // no group left: expected
-  }
+  await p?.stop('SIGTERM', timeoutMs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,9 +300,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const servingCerts = opts.servingCerts ?? (onPath('openssl') ? 'openssl' : 'self-signed');
 
   const dir = await mkdtemp(join(tmpdir(), 'fleetbridge-cp-'));
-  liveDirs.add(dir);
-  installLifetimeGuards();
-  syncWatchdog();
+  trackDir(dir);
   const pki = join(dir, 'pki');
   await mkdir(pki, { mode: 0o700 });
   const etcdLog = join(dir, 'etcd.log');
@@ -432,8 +314,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     await stopProcess(api, stopTimeoutMs);
     await stopProcess(etcd, stopTimeoutMs);
     if (!opts.keepDir) await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-    liveDirs.delete(dir);
-    syncWatchdog();
+    untrackDir(dir);
   };
 
   try {

@@ -3,7 +3,7 @@
  * end-to-end tests, built from the Go modules in tools/otel/{collector,supervisor} (see
  * docs/adr/0004-otel-agents-from-go-modules.md) and cached in `.cache/otel/<hash>/`.
  *
- * The logic lives in build-binaries.mjs so that tools/otel/build.sh can run it with plain Node 20;
+ * The logic lives in tools/build/otel-binaries.mjs so that tools/otel/build.sh can run it with plain Node 20;
  * this module is the typed entry point for the tests.
  *
  * ```ts
@@ -19,8 +19,8 @@ export {
   otelVersions,
   type EnsureOptions,
   type OtelBinaries,
-} from './build-binaries.mjs';
-import { ensureOtelBinaries as ensure, type EnsureOptions } from './build-binaries.mjs';
+} from '../../../tools/build/otel-binaries.mjs';
+import { ensureOtelBinaries as ensure, type EnsureOptions } from '../../../tools/build/otel-binaries.mjs';
 
 /**
  * Paths of the collector and the supervisor, building them first when they are not cached (one

@@ -6,8 +6,8 @@
  *    agent: description, health, effective config; it cannot accept remote config).
  *
  * Both use the binaries from ensureOtelBinaries() (tools/otel, docs/adr/0004-otel-agents-from-go-modules.md).
- * Each runs in its own process group that dies with the test process (processes.ts); every wait is
- * bounded. Loopback only.
+ * Each runs in its own process group that dies with the test process (../process-group.ts); every
+ * wait is bounded. Loopback only. Test files start these agents through this module only.
  *
  * ```ts
  * const agent = await startSupervisedCollector({ endpoint: bridge.opampWsUrl, attributes: { 'k8s.pod.name': 'p1' }, otlpPort, workDir });
@@ -22,7 +22,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ensureOtelBinaries } from './binaries.js';
-import { childProcesses, spawnGroup, WaitAborted, waitUntil, type GroupProcess } from './processes.js';
+import { childProcesses, killGroup, spawnGroup, WaitAborted, waitUntil, type GroupProcess } from './processes.js';
 
 /**
  * Extra arguments for every collector run: no Prometheus listener for the collector's own metrics.
@@ -106,8 +106,11 @@ export interface SupervisedCollector {
   /** storage/effective.yaml as the supervisor last wrote it (what the collector runs), or null. */
   effectiveConfigFile(): string | null;
   readonly exited: Promise<number | null>;
+  hasExited(): boolean;
   /** SIGINT (the supervisor's only graceful signal; it stops the collector), then SIGKILL of the group after timeoutMs (default 15 s). */
   stop(opts?: { timeoutMs?: number }): Promise<void>;
+  /** SIGKILL of the whole process group (supervisor and collector), gone without a word; resolves once the supervisor is gone. */
+  kill(): Promise<void>;
 }
 
 function envName(key: string, i: number): string {
@@ -230,8 +233,13 @@ export async function startSupervisedCollector(opts: SupervisedCollectorOptions)
       ),
     effectiveConfigFile: () => (existsSync(effectiveFile) ? readFileSync(effectiveFile, 'utf8') : null),
     exited: proc.exited,
+    hasExited: () => proc.hasExited(),
     async stop(s = {}) {
       await proc.stop('SIGINT', s.timeoutMs ?? 15_000);
+    },
+    async kill() {
+      killGroup(proc.pid, 'SIGKILL');
+      await proc.exited;
     },
   };
 }
@@ -253,6 +261,12 @@ export interface ExtensionCollectorOptions {
   config?: Record<string, unknown>;
   /** Extension capabilities (defaults: reports_effective_config, reports_health on). */
   capabilities?: Record<string, boolean>;
+  /** Headers of every request (`extensions.opamp.server.{ws,http}.headers`), e.g. Authorization. */
+  headers?: Record<string, string>;
+  /** Plain-HTTP transport only: `polling_interval`. Default 1 s. */
+  pollingIntervalSeconds?: number;
+  /** `service.telemetry.logs.level` of the collector; default: the collector's own. */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
 export interface ExtensionCollector {
@@ -261,8 +275,11 @@ export interface ExtensionCollector {
   readonly configPath: string;
   logs(): string;
   readonly exited: Promise<number | null>;
+  hasExited(): boolean;
   /** SIGTERM (graceful), then SIGKILL of the group after timeoutMs (default 10 s). */
   stop(opts?: { timeoutMs?: number }): Promise<void>;
+  /** SIGKILL of the process group; resolves once it is gone (at most about 5 s). */
+  kill(): Promise<void>;
 }
 
 /** The collector alone with the opamp extension pointed at the bridge: a read-only OpAMP agent. */
@@ -279,7 +296,9 @@ export async function startCollectorWithOpampExtension(opts: ExtensionCollectorO
     extensions: {
       ...((user['extensions'] as Record<string, unknown> | undefined) ?? {}),
       opamp: {
-        server: opts.endpoint.startsWith('http') ? { http: { endpoint: opts.endpoint, polling_interval: '1s' } } : { ws: { endpoint: opts.endpoint } },
+        server: opts.endpoint.startsWith('http')
+          ? { http: { endpoint: opts.endpoint, ...(opts.headers ? { headers: opts.headers } : {}), polling_interval: `${opts.pollingIntervalSeconds ?? 1}s` } }
+          : { ws: { endpoint: opts.endpoint, ...(opts.headers ? { headers: opts.headers } : {}) } },
         instance_uid: instanceUid,
         capabilities: { reports_effective_config: true, reports_health: true, ...opts.capabilities },
         agent_description: { non_identifying_attributes: opts.attributes ?? {} },
@@ -289,7 +308,7 @@ export async function startCollectorWithOpampExtension(opts: ExtensionCollectorO
       pipelines: { logs: { receivers: ['nop'], exporters: ['nop'] } },
       ...userService,
       extensions: [...(((userService['extensions'] as string[] | undefined) ?? []).filter((e) => e !== 'opamp')), 'opamp'],
-      telemetry: { metrics: { level: 'none' } },
+      telemetry: { metrics: { level: 'none' }, ...(opts.logLevel ? { logs: { level: opts.logLevel } } : {}) },
     },
   };
   const configPath = join(opts.workDir, 'collector.yaml');
@@ -301,8 +320,12 @@ export async function startCollectorWithOpampExtension(opts: ExtensionCollectorO
     configPath,
     logs: () => proc.output(),
     exited: proc.exited,
+    hasExited: () => proc.hasExited(),
     async stop(s = {}) {
       await proc.stop('SIGTERM', s.timeoutMs ?? 10_000);
+    },
+    async kill() {
+      await proc.stop('SIGKILL', 5_000);
     },
   };
 }

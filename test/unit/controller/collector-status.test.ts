@@ -66,7 +66,7 @@ describe('aggregateCollectorStatus: agent versions', () => {
   it('counts agents per service.name and service.version, most common first, capped with "other"', async () => {
     const { aggregateCollectorStatus, MAX_VERSIONS_LISTED } = await import('../../../src/controller/collector-status.js');
     const rec = (uid: string, id: Record<string, unknown>) =>
-      ({ uid, connected: true, capabilities: 0, desired: { collectors: ['ns/c'], issues: [], hashHex: 'h' }, reported: { hash: null, status: 'UNSET', errorMessage: '' }, health: null, drift: null, description: { identifying: id, nonIdentifying: {} }, attributes: {}, missingComponents: [] }) as never;
+      ({ uid, session: { connected: true }, description: { capabilities: 0, health: null, reported: { identifying: id, nonIdentifying: {} }, attributes: {} }, config: { desired: { collectors: ['ns/c'], issues: [], hashHex: 'h' }, reported: { hash: null, status: 'UNSET', errorMessage: '' }, drift: { verdict: null } }, components: { missing: [] }, packages: { desired: null }, resources: null }) as never;
     const agents = [
       rec('1', { 'service.name': 'otelcol-contrib', 'service.version': '0.145.0' }),
       rec('2', { 'service.name': 'otelcol-contrib', 'service.version': '0.145.0' }),

@@ -33,10 +33,10 @@ describe('reports are bounded', () => {
     const rec = f.get(uidToString(uid(4)))!;
     const health = f.handleMessage(a, msg({ instanceUid: uid(4), sequenceNum: 1, capabilities: CAPS, health: { healthy: false, componentHealthMap: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`c${i}`, { healthy: false }])) } }));
     expect(health.errorResponse?.errorMessage).toMatch(/health: more than 10 components/);
-    expect(rec.health?.healthy).toBe(true);
+    expect(rec.description.health?.healthy).toBe(true);
     const big = f.handleMessage(a, msg({ instanceUid: uid(4), sequenceNum: 2, capabilities: CAPS, effectiveConfig: { configMap: { configMap: { '': { body: Buffer.alloc(2000, 97), contentType: 'text/yaml' } } } } }));
     expect(big.errorResponse?.errorMessage).toMatch(/effective_config is \d+ bytes, more than 1000/);
-    expect(rec.effectiveConfig).toBeNull();
+    expect(rec.config.effective).toBeNull();
     const comps = f.handleMessage(a, msg({ instanceUid: uid(4), sequenceNum: 3, capabilities: CAPS, availableComponents: { hash: Buffer.from('h'), components: { receivers: { subComponentMap: Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`r${i}`, {}])) } } } }));
     expect(comps.errorResponse?.errorMessage).toMatch(/available_components: more than 20 entries/);
     // A heartbeat afterwards is answered as usual.
@@ -48,7 +48,7 @@ describe('reports are bounded', () => {
     const a = wsConn();
     const r = f.handleMessage(a, msg({ instanceUid: uid(5), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
     f.handleMessage(a, msg({ instanceUid: uid(5), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.FAILED, errorMessage: 'e'.repeat(10_000) } }));
-    const m = f.get(uidToString(uid(5)))!.reported.errorMessage;
+    const m = f.get(uidToString(uid(5)))!.config.reported.errorMessage;
     expect(m.length).toBeLessThan(4200);
     expect(m).toMatch(/5904 more characters not kept/);
   });
@@ -70,7 +70,7 @@ describe('an instance_uid is bound to the identity that holds it', () => {
     expect(answer.errorResponse?.errorMessage).toMatch(/held by another identity/);
     expect((victim as ReturnType<typeof wsConn>).closed).toEqual([]);
     const rec = f.get(uidToString(uid(6)))!;
-    expect(rec.connection).toBe(victim);
+    expect(rec.session.connection).toBe(victim);
     expect(configState(rec)).toBe('applied');
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { AvailableComponentsView } from '../../../src/api/views.js';
+import type { AvailableComponentsView } from '../../../src/fleet/view-types.js';
 import { componentType, componentsUsed, missingComponents, missingComponentsMessage } from '../../../src/fleet/components.js';
 
 /** What the collector's opamp extension reports (via the Supervisor), as the fleet stores it. */

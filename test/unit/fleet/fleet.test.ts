@@ -17,7 +17,7 @@ describe('Fleet#handleMessage', () => {
     expect(r.flags ?? 0).toBe(0);
     expect(r.remoteConfig?.config?.configMap?.['']?.contentType).toBe('text/yaml');
     expect(Buffer.from(r.remoteConfig!.config!.configMap!['']!.body!).toString()).toContain('debug');
-    expect(hashOf(r)).toBe(f.get(uidToString(uid(1)))!.desired!.hashHex);
+    expect(hashOf(r)).toBe(f.get(uidToString(uid(1)))!.config.desired!.hashHex);
   });
 
   it('asks an unknown agent that omits its state for full state, and offers config only after it reports', () => {
@@ -68,7 +68,7 @@ describe('Fleet#handleMessage', () => {
     const f = setup();
     const r = f.handleMessage(wsConn(), msg({ instanceUid: uid(4), capabilities: C.ReportsStatus | C.ReportsEffectiveConfig, agentDescription: desc({ role: 'edge' }) }));
     expect(r.remoteConfig).toBeUndefined();
-    expect(f.get(uidToString(uid(4)))!.desired).not.toBeNull();
+    expect(f.get(uidToString(uid(4)))!.config.desired).not.toBeNull();
   });
 
   it('does not offer a config the agent already reports', () => {
@@ -142,9 +142,9 @@ describe('Fleet#handleMessage', () => {
     expect(b.closed).toEqual([]);
     // The old socket's close must not disconnect the agent that now lives on the new one.
     f.connectionClosed(a);
-    expect(f.get(uidToString(uid(9)))!.connected).toBe(true);
+    expect(f.get(uidToString(uid(9)))!.session.connected).toBe(true);
     f.connectionClosed(b);
-    expect(f.get(uidToString(uid(9)))!.connected).toBe(false);
+    expect(f.get(uidToString(uid(9)))!.session.connected).toBe(false);
   });
 
   it('assigns a new 16-byte uid when the agent sets RequestInstanceUid', () => {
@@ -160,7 +160,7 @@ describe('Fleet#handleMessage', () => {
     f.handleMessage(conn, msg({ instanceUid: fresh, sequenceNum: 1, capabilities: CAPS }));
     expect(f.size).toBe(1);
     f.connectionClosed(conn);
-    expect(rec.connected).toBe(false);
+    expect(rec.session.connected).toBe(false);
   });
 
   it('honours agent_disconnect', () => {
@@ -168,7 +168,7 @@ describe('Fleet#handleMessage', () => {
     const conn = wsConn();
     f.handleMessage(conn, msg({ instanceUid: uid(11), capabilities: CAPS, agentDescription: desc({}) }));
     f.handleMessage(conn, msg({ instanceUid: uid(11), sequenceNum: 1, capabilities: CAPS, agentDisconnect: {} }));
-    expect(f.get(uidToString(uid(11)))!.connected).toBe(false);
+    expect(f.get(uidToString(uid(11)))!.session.connected).toBe(false);
   });
 
   it('stores health, effective config and description, keeping them when later messages omit them', () => {
@@ -220,11 +220,11 @@ describe('Fleet: read-only agents and drift', () => {
     const eff = (body: string) => ({ configMap: { configMap: { '': { body: Buffer.from(body), contentType: 'text/yaml' } } } });
     const r = f.handleMessage(conn, msg({ instanceUid: uid(41), capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, effectiveConfig: eff('exporters: {}\n') }));
     const rec = f.get(uidToString(uid(41)))!;
-    expect(rec.drift).toBeNull();
+    expect(rec.config.drift.verdict).toBeNull();
     f.handleMessage(conn, msg({ instanceUid: uid(41), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.APPLIED }, effectiveConfig: eff('exporters:\n  debug: { verbosity: basic }\nextensions: { opamp: {} }\n') }));
-    expect(rec.drift).toEqual({ drifted: false, differences: [] });
+    expect(rec.config.drift.verdict).toEqual({ drifted: false, differences: [] });
     f.handleMessage(conn, msg({ instanceUid: uid(41), sequenceNum: 2, capabilities: CAPS, effectiveConfig: eff('receivers: { nop: {} }\nexporters: { nop: {} }\n') }));
-    expect(rec.drift).toEqual({ drifted: true, differences: ['exporters.debug: missing'] });
+    expect(rec.config.drift.verdict).toEqual({ drifted: true, differences: ['exporters.debug: missing'] });
   });
 });
 
@@ -247,7 +247,7 @@ describe('Fleet#setDesiredState', () => {
     // No Collector matches any more: nothing is sent (an empty config map would stop the collector).
     f.setDesiredState(new DesiredState([]));
     expect(ws.sent).toHaveLength(1);
-    expect(f.get(uidToString(uid(20)))!.desired).toBeNull();
+    expect(f.get(uidToString(uid(20)))!.config.desired).toBeNull();
   });
 });
 
@@ -302,10 +302,10 @@ describe('Fleet#sweep', () => {
     f.handleMessage(httpConn(), msg({ instanceUid: uid(30), capabilities: CAPS, agentDescription: desc({}) }));
     now = 999;
     f.sweep();
-    expect(f.get(uidToString(uid(30)))!.connected).toBe(true);
+    expect(f.get(uidToString(uid(30)))!.session.connected).toBe(true);
     now = 1001;
     f.sweep();
-    expect(f.get(uidToString(uid(30)))!.connected).toBe(false);
+    expect(f.get(uidToString(uid(30)))!.session.connected).toBe(false);
     now = 7000;
     f.sweep();
     expect(f.get(uidToString(uid(30)))).toBeUndefined();
@@ -518,15 +518,15 @@ describe('Fleet: available components and config compatibility', () => {
     f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components(OURS) } }));
     const rec = f.get(uidToString(uid(71)))!;
     expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 1, capabilities: CC, availableComponents: { hash: H1 } })))).toBe(0);
-    expect(rec.availableComponents?.components['receivers']?.components['otlp']).toBeDefined();
+    expect(rec.components.available?.components['receivers']?.components['otlp']).toBeDefined();
     // A new binary: new hash, list not sent.
     expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 2, capabilities: CC, availableComponents: { hash: H2 } })))).toBe(REPORT_AC);
     expect(flagsOf(f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 3, capabilities: CC })))).toBe(0);
     // On a new connection (the request may have been lost with the old one) it is asked again.
     expect(flagsOf(f.handleMessage(wsConn(), msg({ instanceUid: uid(71), sequenceNum: 4, capabilities: CC })))).toBe(REPORT_AC);
     f.handleMessage(conn, msg({ instanceUid: uid(71), sequenceNum: 5, capabilities: CC, availableComponents: { hash: H2, components: components(WITH_OTLPHTTP) } }));
-    expect(rec.availableComponents?.hash).toBe(H2.toString('hex'));
-    expect(rec.componentsRequested).toBeNull();
+    expect(rec.components.available?.hash).toBe(H2.toString('hex'));
+    expect(rec.components.requested).toBeNull();
   });
 
   it('does not push a config naming types the agent lacks, reports it failed with MissingComponents, and pushes once the desired config fits', async () => {
@@ -553,7 +553,7 @@ describe('Fleet: available components and config compatibility', () => {
     f.setDesiredState(new DesiredState([collector('edge', { role: 'edge' }, { ...pipelineCfg('debug'), processors: { attributes: { actions: [] } }, service: { pipelines: { logs: { receivers: ['otlp'], processors: ['attributes'], exporters: ['debug'] } } } })]));
     expect(conn.sent).toHaveLength(1);
     expect(conn.sent[0]!.remoteConfig).toBeDefined();
-    expect(rec.missingComponents).toEqual([]);
+    expect(rec.components.missing).toEqual([]);
     expect(configState(rec)).toBe('applying');
   });
 
@@ -561,7 +561,7 @@ describe('Fleet: available components and config compatibility', () => {
     const f = fleetWith('otlphttp');
     const conn = wsConn();
     f.handleMessage(conn, msg({ instanceUid: uid(73), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H1, components: components(OURS) } }));
-    expect(f.get(uidToString(uid(73)))!.missingComponents).toEqual(['exporters/otlphttp']);
+    expect(f.get(uidToString(uid(73)))!.components.missing).toEqual(['exporters/otlphttp']);
     // The agent restarts with another binary: hash only at first, then the list when asked.
     const c2 = wsConn();
     const a = f.handleMessage(c2, msg({ instanceUid: uid(73), sequenceNum: 0, capabilities: CC, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, availableComponents: { hash: H2 } }));
@@ -639,7 +639,7 @@ describe('Fleet: available components and config compatibility', () => {
     const desired = f.handleMessage(conn, msg({ instanceUid: uid(80), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
     f.handleMessage(conn, msg({ instanceUid: uid(80), sequenceNum: 1, capabilities: CC, remoteConfigStatus: { lastRemoteConfigHash: desired.remoteConfig!.configHash, status: RCS.APPLIED }, availableComponents: { hash: H1, components: components(OURS) } }));
     const rec = f.get(uidToString(uid(80)))!;
-    expect(rec.missingComponents).toEqual([]);
+    expect(rec.components.missing).toEqual([]);
     expect(configState(rec)).toBe('applied');
   });
 });

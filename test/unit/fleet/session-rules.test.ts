@@ -23,14 +23,14 @@ describe('every field of every message is processed', () => {
     // It restarts its client: the last message of the old client carries the full state and agent_disconnect.
     f.handleMessage(a, msg({ instanceUid: uid(1), sequenceNum: 42, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {}, agentDisconnect: {} }));
     const rec = f.get(uidToString(uid(1)))!;
-    expect(rec.labels).toEqual({ role: 'edge', 'service.name': 'otelcol' });
-    expect(rec.desired?.collectors).toEqual(['default/edge']);
-    expect(rec.connected).toBe(false);
+    expect(rec.identity.labels).toEqual({ role: 'edge', 'service.name': 'otelcol' });
+    expect(rec.config.desired?.collectors).toEqual(['default/edge']);
+    expect(rec.session.connected).toBe(false);
     // The new client reports the same description: the config goes with the first answer.
     const b = wsConn();
     const r = f.handleMessage(b, msg({ instanceUid: uid(1), sequenceNum: 0, capabilities: CAPS, agentDescription: desc({ role: 'edge' }), remoteConfigStatus: {} }));
     expect(r.remoteConfig).toBeDefined();
-    expect(hashOf(r)).toBe(rec.desired!.hashHex);
+    expect(hashOf(r)).toBe(rec.config.desired!.hashHex);
   });
 });
 
@@ -102,10 +102,10 @@ describe('drift is judged on an effective config that belongs to the applied con
     const rec = f.get(uidToString(uid(5)))!;
     // APPLIED alone: the effective config known is the old one; nothing judged.
     f.handleMessage(a, msg({ instanceUid: uid(5), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.APPLIED } }));
-    expect(rec.drift).toBeNull();
+    expect(rec.config.drift.verdict).toBeNull();
     now += 100;
     f.handleMessage(a, msg({ instanceUid: uid(5), sequenceNum: 2, capabilities: CAPS, effectiveConfig: eff('exporters:\n  debug: {}\n') }));
-    expect(rec.drift).toEqual({ drifted: false, differences: [] });
+    expect(rec.config.drift.verdict).toEqual({ drifted: false, differences: [] });
     expect(a.sent).toHaveLength(0);
   });
 
@@ -120,13 +120,13 @@ describe('drift is judged on an effective config that belongs to the applied con
     const answer = f.handleMessage(a, msg({ instanceUid: uid(6), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: applied, effectiveConfig: eff('receivers: { nop: {} }\n') }));
     expect(answer.remoteConfig).toBeDefined();
     expect(hashOf(answer)).toBe(hashOf(r));
-    expect(rec.drift).toBeNull();
+    expect(rec.config.drift.verdict).toBeNull();
     expect(configState(rec)).toBe('applied');
     // Still not running it after the push: drift, and no second push.
     now += 1000;
     const later = f.handleMessage(a, msg({ instanceUid: uid(6), sequenceNum: 2, capabilities: CAPS, remoteConfigStatus: applied, effectiveConfig: eff('receivers: { nop: {} }\n') }));
     expect(later.remoteConfig).toBeUndefined();
-    expect(rec.drift).toEqual({ drifted: true, differences: ['exporters: missing'] });
+    expect(rec.config.drift.verdict).toEqual({ drifted: true, differences: ['exporters: missing'] });
   });
 
   it('judges a stale effective config once the settle has passed (the sweep does it)', () => {
@@ -137,10 +137,10 @@ describe('drift is judged on an effective config that belongs to the applied con
     const rec = f.get(uidToString(uid(7)))!;
     f.handleMessage(a, msg({ instanceUid: uid(7), sequenceNum: 1, capabilities: CAPS, remoteConfigStatus: { lastRemoteConfigHash: r.remoteConfig!.configHash, status: RCS.APPLIED } }));
     f.sweep();
-    expect(rec.drift).toBeNull();
+    expect(rec.config.drift.verdict).toBeNull();
     now += 5000;
     f.sweep();
-    expect(rec.drift).toEqual({ drifted: false, differences: [] });
+    expect(rec.config.drift.verdict).toEqual({ drifted: false, differences: [] });
   });
 });
 

@@ -13,7 +13,7 @@ const lookup: PodLookup = {
   byName: (ns, n) => pods.find((p) => p.metadata?.namespace === ns && p.metadata?.name === n),
 };
 const resolve = podIdentity(lookup, (ns) => ns === 'team-a');
-const agent = (attributes: Record<string, string>) => ({ attributes }) as AgentRecord;
+const agent = (attributes: Record<string, string>) => ({ description: { attributes }, identity: { verified: null } }) as unknown as AgentRecord;
 
 describe('podIdentity', () => {
   it('binds by pod uid and takes labels from the pod, not from the agent', () => {
@@ -39,11 +39,11 @@ describe('podIdentity', () => {
 
   it('binds by the verified token, and refuses claims that disagree with it', () => {
     const verified = { method: 'serviceAccountToken', namespace: 'team-a', podName: 'web-1', podUid: 'u-web-1', username: 'system:serviceaccount:team-a:agent' };
-    const withToken = (attributes: Record<string, string>) => ({ attributes, verified }) as unknown as AgentRecord;
+    const withToken = (attributes: Record<string, string>) => ({ description: { attributes }, identity: { verified } }) as unknown as AgentRecord;
     expect(resolve(withToken({}))).toMatchObject({ ok: true, pod: 'team-a/web-1', labels: { app: 'web', tier: 'front' } });
     expect(resolve(withToken({ 'k8s.pod.uid': 'u-web-1' }))).toMatchObject({ ok: true });
     expect(resolve(withToken({ 'k8s.pod.name': 'db-1', 'k8s.namespace.name': 'team-b' }))).toEqual({ ok: false, error: 'the agent claims pod team-b/db-1 but its token is bound to pod team-a/web-1' });
-    expect(resolve({ attributes: {}, verified: { ...verified, namespace: 'team-b', podName: 'db-1', podUid: 'u-db-1' } } as unknown as AgentRecord)).toEqual({ ok: false, error: "the agent's token is bound to a pod in namespace team-b, which this bridge does not serve" });
+    expect(resolve({ description: { attributes: {} }, identity: { verified: { ...verified, namespace: 'team-b', podName: 'db-1', podUid: 'u-db-1' } } } as unknown as AgentRecord)).toEqual({ ok: false, error: "the agent's token is bound to a pod in namespace team-b, which this bridge does not serve" });
   });
 
   it('refuses an agent that names no pod', () => {
@@ -52,7 +52,7 @@ describe('podIdentity', () => {
 
   it('binds a client certificate to the claimed pod only within its namespace and ServiceAccount', () => {
     const cert = { method: 'mtls', namespace: 'team-a', serviceAccount: 'collector', username: 'spiffe://cluster.local/ns/team-a/sa/collector' };
-    const withCert = (attributes: Record<string, string>, verified: object = cert) => ({ attributes, verified }) as unknown as AgentRecord;
+    const withCert = (attributes: Record<string, string>, verified: object = cert) => ({ description: { attributes }, identity: { verified } }) as unknown as AgentRecord;
     expect(resolve(withCert({ 'k8s.pod.name': 'web-1', 'k8s.namespace.name': 'team-a' }))).toMatchObject({ ok: true, pod: 'team-a/web-1' });
     expect(resolve(withCert({ 'k8s.pod.uid': 'u-other-1' }))).toEqual({ ok: false, error: 'the agent claims pod team-a/other-1 (ServiceAccount default) but its certificate is for team-a/collector' });
     expect(resolve(withCert({ 'k8s.pod.uid': 'u-db-1' }))).toEqual({ ok: false, error: 'the agent claims pod team-b/db-1 (ServiceAccount default) but its certificate is for team-a/collector' });
@@ -62,6 +62,6 @@ describe('podIdentity', () => {
 
   it('binds a bearer-token agent by its claims (a shared token identifies no pod)', () => {
     const verified = { method: 'bearerToken', username: 'bearer-token:token', credential: { key: 'token', current: true } };
-    expect(resolve({ attributes: { 'k8s.pod.uid': 'u-web-1' }, verified } as unknown as AgentRecord)).toMatchObject({ ok: true, pod: 'team-a/web-1' });
+    expect(resolve({ description: { attributes: { 'k8s.pod.uid': 'u-web-1' } }, identity: { verified } } as unknown as AgentRecord)).toMatchObject({ ok: true, pod: 'team-a/web-1' });
   });
 });

@@ -7,7 +7,7 @@ import { Fleet } from '../../../src/fleet/fleet.js';
 import { AgentCapabilities as C, pb } from '../../../src/opamp/messages.js';
 import { uidToString } from '../../../src/opamp/uid.js';
 import { opentelemetry } from '../../../src/otlp/generated/otlp.js';
-import { bridgeMetricsDestination, bridgeMetricsUrl, fleetSink, receiverCounters } from '../../../src/otlp/bridge.js';
+import { bridgeMetricsDestination, bridgeMetricsUrl, fleetSink, receiverCounters } from '../../../src/bridge/own-metrics.js';
 import { decodeExportMetricsProtobuf, extractReports, mergeFigures } from '../../../src/otlp/metrics.js';
 import { otlpMetricsHandler, type OwnMetricsSink } from '../../../src/otlp/receiver.js';
 import type { AgentReport } from '../../../src/otlp/metrics.js';

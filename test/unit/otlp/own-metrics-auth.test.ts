@@ -13,7 +13,7 @@ import type { AgentConnection } from '../../../src/opamp/connection.js';
 import { AgentCapabilities as C, pb } from '../../../src/opamp/messages.js';
 import { uidToString } from '../../../src/opamp/uid.js';
 import { opentelemetry } from '../../../src/otlp/generated/otlp.js';
-import { bridgeMetricsDestination, fleetSink, receiverCounters } from '../../../src/otlp/bridge.js';
+import { bridgeMetricsDestination, fleetSink, receiverCounters } from '../../../src/bridge/own-metrics.js';
 import { OwnMetricsCredentials, ownMetricsToken } from '../../../src/otlp/credentials.js';
 import { extractReports, type AgentReport } from '../../../src/otlp/metrics.js';
 import { otlpMetricsHandler } from '../../../src/otlp/receiver.js';

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildCached, findGo } from '../../harness/go-build.mjs';
+import { buildCached, findGo } from '../../../tools/build/cached-build.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const GOYAML_DIR = join(HERE, 'goyaml');

@@ -8,7 +8,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify, type ToStringOptions } from 'yaml';
-import { Redactor, REDACTED } from '../../../src/render/secrets.js';
+import { Redactor, REDACTED } from '../../../src/render/redact.js';
 import { parseConfigYaml, stringifyConfigYaml } from '../../../src/render/yaml.js';
 import { configDifferences } from '../../../src/fleet/drift.js';
 import { skipUnlessOnCi } from '../../harness/tools.js';

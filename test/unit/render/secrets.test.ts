@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DesiredState, parseCollectorConfig, renderMerged, type CollectorInput } from '../../../src/render/index.js';
-import { Redactor, hmacVersion, secretReferences, substituteSecrets, type SecretSource, type SecretValue } from '../../../src/render/secrets.js';
+import { hmacVersion, secretReferences, substituteSecrets, type SecretSource, type SecretValue } from '../../../src/render/secrets.js';
+import { Redactor } from '../../../src/render/redact.js';
 
 function source(secrets: Record<string, SecretValue>): SecretSource {
   return { get: (ns, name) => secrets[`${ns}/${name}`] };

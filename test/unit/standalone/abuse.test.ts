@@ -162,7 +162,7 @@ describe('ManifestDirectory: one bad file never stops the others', () => {
 });
 
 describe('namespaces of credentials', () => {
-  const agent = (attributes: Record<string, string>, verified: AgentRecord['verified']) => ({ attributes, verified }) as unknown as AgentRecord;
+  const agent = (attributes: Record<string, string>, verified: AgentRecord['identity']['verified']) => ({ description: { attributes }, identity: { verified } }) as unknown as AgentRecord;
 
   it('a bearer token grants the namespace of its Secret; one in two namespaces is accepted in none', async () => {
     const b = new BearerTokens();

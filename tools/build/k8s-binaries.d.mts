@@ -1,4 +1,4 @@
-// Types for build-binaries.mjs (plain JavaScript so that Node 20 can run it without a TypeScript loader).
+// Types for k8s-binaries.mjs (plain JavaScript so that Node 20 can run it without a TypeScript loader).
 
 export declare const REPO_ROOT: string;
 export declare const TOOLS_DIR: string;

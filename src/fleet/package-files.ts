@@ -16,8 +16,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { VerifiedIdentity } from '../opamp/connection.js';
-import { PACKAGES_PATH, parsePackagePath } from '../fleet/packages.js';
-import { sourceAllowed, type OfferedPackage } from './desired.js';
+import { PACKAGES_PATH, parsePackagePath } from './packages.js';
+import { sourceAllowed, type OfferedPackage } from '../render/packages.js';
 
 export interface PackageFilesOptions {
   /** OpAMPBridge spec.packages.directory: serve.path is relative to it. */

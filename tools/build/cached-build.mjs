@@ -1,14 +1,20 @@
-// Shared by the Go-built test tools (test/harness/{kube,otel,helm}/build-binaries.mjs): finding `go`,
-// running a build in its own process group with a time limit, a lock file that survives crashed
-// builders, and buildCached(): the whole lock / build into a temporary folder / check / rename-into-
-// the-cache sequence. Plain JavaScript so that Node can run the build scripts directly from
-// tools/*/build.sh.
+// The one cached-build sequence for every tool the tests, the benchmark and the scripts build
+// (Go binaries from tools/* and bench/peers, the Maven-built Java test agent): finding `go`,
+// running a build step in its own process group with a time limit, a lock file that survives
+// crashed builders, and buildCached(): lock / build into a temporary folder / check / rename into
+// the cache. Plain JavaScript so that Node runs it without a TypeScript loader (tools/*/build.sh).
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { delimiter, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { delimiter, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** The repository's root folder. */
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/** Go environment for every build: no cgo, no workspace, go.sum must already be complete, no VCS stamp, never fetch a toolchain. */
+export const GO_ENV = Object.freeze({ CGO_ENABLED: '0', GOWORK: 'off', GOFLAGS: '-mod=readonly -buildvcs=false', GOTOOLCHAIN: 'local' });
 
 /** The `go` binary on PATH, or null. */
 export function findGo() {
@@ -24,6 +30,13 @@ export function findGo() {
   return null;
 }
 
+/** The version a go.mod requires of `modulePath` (direct or indirect), or null. */
+export function requiredVersion(goMod, modulePath) {
+  const esc = modulePath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const m = new RegExp(`^\\s*(?:require\\s+)?${esc}\\s+(v\\S+)`, 'm').exec(goMod);
+  return m ? m[1] : null;
+}
+
 export function pidAlive(pid) {
   try {
     process.kill(pid, 0);
@@ -33,7 +46,14 @@ export function pidAlive(pid) {
   }
 }
 
-/** Runs a command in its own process group; kills the whole group on timeout or when we exit. Output goes to logFile. */
+/**
+ * Runs a command in its own process group; kills the whole group on timeout or when we exit.
+ * Output goes to logFile. Resolves with the seconds it took.
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {{ cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number, logFile: string }} opts
+ * @returns {Promise<number>}
+ */
 export function run(cmd, args, { cwd, env, timeoutMs, logFile }) {
   return new Promise((ok, fail) => {
     const fd = openSync(logFile, 'a');
@@ -118,33 +138,91 @@ export async function lockIsStale(lockFile, staleMs) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Builds Go binaries into `<cacheRoot>/<key>/` unless they are all there already, and resolves with
- * that folder. One builder at a time per key, through an O_EXCL lock file `<cacheRoot>/<key>.lock`
- * naming the builder's pid and host (a lock whose pid is gone, or older than timeoutMs, is stale and
- * taken over). The binaries are built into a temporary folder beside the final one, each checked by
- * running it, and the folder is renamed into place in one step, so nobody ever sees half a binary.
- * The folder also gets each binary's build log and a build-info.json (timings, sizes, Go version).
+ * @typedef {{ name: string, cwd: string, pkg: string, ldflags: string, check: string[] }} GoBuild
+ * @typedef {{ tmp: string, deadline: number, log: (line: string) => void }} BuildContext
+ */
+
+/**
+ * `go build` of each entry into `tmp`, in order, each checked by running it with `check`; returns
+ * build-info.json fields (Go version, env, timings, sizes).
+ * @param {GoBuild[]} builds
+ * @param {Record<string, string>} goEnv
+ * @param {string} go
+ * @param {BuildContext} ctx
+ */
+async function goBuildStep(builds, goEnv, go, { tmp, deadline, log }) {
+  const env = { ...process.env, ...goEnv };
+  const goVersion = spawnSync(go, ['version'], { encoding: 'utf8', env }).stdout.trim();
+  /** @type {{ seconds: Record<string, number>, bytes: Record<string, number> } & Record<string, unknown>} */
+  const record = { goVersion, env: goEnv, builds, seconds: {}, bytes: {} };
+  for (const b of builds) {
+    const out = join(tmp, b.name);
+    log(`building ${b.name} (${b.pkg} in ${b.cwd}) ...`);
+    const secs = await run(go, ['build', '-trimpath', `-ldflags=${b.ldflags}`, '-o', out, b.pkg], {
+      cwd: b.cwd,
+      env,
+      timeoutMs: Math.max(deadline - Date.now(), 1000),
+      logFile: join(tmp, `${b.name}.build.log`),
+    });
+    const check = spawnSync(out, b.check, { encoding: 'utf8', timeout: 30_000 });
+    if (check.status !== 0) throw new Error(`${out} ${b.check.join(' ')} failed: ${check.stderr || check.error}`);
+    const bytes = statSync(out).size;
+    record.seconds[b.name] = Math.round(secs * 10) / 10;
+    record.bytes[b.name] = bytes;
+    const firstLine = `${check.stdout}${check.stderr}`.split('\n')[0];
+    log(`built ${b.name} in ${secs.toFixed(1)} s (${(bytes / 1048576).toFixed(1)} MiB): ${firstLine}`);
+  }
+  return record;
+}
+
+/**
+ * Builds into `<cacheRoot>/<key>/` unless it is complete already, and resolves with that folder.
+ * One builder at a time per key, through an O_EXCL lock file `<cacheRoot>/<key>.lock` naming the
+ * builder's pid and host (a lock whose pid is gone, or older than timeoutMs, is stale and taken
+ * over). The build fills a temporary folder beside the final one, which gets a build-info.json and
+ * is renamed into place in one step, so nobody ever sees half a build.
+ *
+ * Two kinds of build:
+ *  - Go: `builds` (run in order; put the quick one first: it shakes out proxy/toolchain problems),
+ *    `goEnv`, `goMissing` (the error when `go` is not on PATH). Complete = every binary present.
+ *  - Any other: `build(ctx)` fills `ctx.tmp` and returns build-info.json fields; `outputs` names
+ *    the paths that make a folder complete (default: build-info.json); `prepare()` runs once a
+ *    build may be needed, before the lock (check the toolchain; throw when it is missing).
  *
  * @param {{
  *   cacheRoot: string,
  *   key: string,
- *   builds: { name: string, cwd: string, pkg: string, ldflags: string, check: string[] }[],
- *   goEnv: Record<string, string>,
- *   info?: Record<string, unknown>,
- *   goMissing: string,
  *   timeoutMs: number,
  *   log?: (line: string) => void,
- * }} spec  builds run in order (put the quick one first: it shakes out proxy/toolchain problems);
- *   goMissing is the error message when `go` is not on PATH; info is added to build-info.json.
+ *   info?: Record<string, unknown>,
+ *   builds?: GoBuild[],
+ *   goEnv?: Record<string, string>,
+ *   goMissing?: string,
+ *   build?: (ctx: BuildContext) => Promise<Record<string, unknown>>,
+ *   prepare?: () => unknown,
+ *   outputs?: string[],
+ * }} spec  info is added to build-info.json.
  * @returns {Promise<{ dir: string, built: boolean }>}
  */
-export async function buildCached({ cacheRoot, key, builds, goEnv, info = {}, goMissing, timeoutMs, log = () => {} }) {
+export async function buildCached(spec) {
+  const { cacheRoot, key, info = {}, timeoutMs, log = () => {} } = spec;
+  const builds = spec.builds ?? [];
+  if (!spec.build && builds.length === 0) throw new Error('buildCached: give either builds (Go) or build()');
   const dir = join(cacheRoot, key);
-  const complete = () => builds.every((b) => existsSync(join(dir, b.name)));
+  const outputs = spec.outputs ?? (spec.build ? ['build-info.json'] : builds.map((b) => b.name));
+  const complete = () => outputs.every((o) => existsSync(join(dir, o)));
   if (complete()) return { dir, built: false };
 
-  const go = findGo();
-  if (!go) throw new Error(goMissing);
+  /** @type {(ctx: BuildContext) => Promise<Record<string, unknown>>} */
+  let step;
+  if (spec.build) {
+    await spec.prepare?.();
+    step = spec.build;
+  } else {
+    const go = findGo();
+    if (!go) throw new Error(spec.goMissing ?? '`go` was not found on PATH');
+    step = (ctx) => goBuildStep(builds, spec.goEnv ?? GO_ENV, go, ctx);
+  }
   await mkdir(cacheRoot, { recursive: true });
   const lockFile = join(cacheRoot, `${key}.lock`);
   const deadline = Date.now() + timeoutMs;
@@ -174,28 +252,8 @@ export async function buildCached({ cacheRoot, key, builds, goEnv, info = {}, go
     }
     if (complete()) return { dir, built: false };
     await mkdir(tmp, { recursive: true });
-    const env = { ...process.env, ...goEnv };
-    const goVersion = spawnSync(go, ['version'], { encoding: 'utf8', env }).stdout.trim();
-    /** @type {{ seconds: Record<string, number>, bytes: Record<string, number> } & Record<string, unknown>} */
-    const record = { key, ...info, goVersion, env: goEnv, builds, seconds: {}, bytes: {}, builtAt: new Date().toISOString() };
-    for (const b of builds) {
-      const out = join(tmp, b.name);
-      log(`building ${b.name} (${b.pkg} in ${b.cwd}) ...`);
-      const secs = await run(go, ['build', '-trimpath', `-ldflags=${b.ldflags}`, '-o', out, b.pkg], {
-        cwd: b.cwd,
-        env,
-        timeoutMs: Math.max(deadline - Date.now(), 1000),
-        logFile: join(tmp, `${b.name}.build.log`),
-      });
-      const check = spawnSync(out, b.check, { encoding: 'utf8', timeout: 30_000 });
-      if (check.status !== 0) throw new Error(`${out} ${b.check.join(' ')} failed: ${check.stderr || check.error}`);
-      const bytes = statSync(out).size;
-      record.seconds[b.name] = Math.round(secs * 10) / 10;
-      record.bytes[b.name] = bytes;
-      const firstLine = `${check.stdout}${check.stderr}`.split('\n')[0];
-      log(`built ${b.name} in ${secs.toFixed(1)} s (${(bytes / 1048576).toFixed(1)} MiB): ${firstLine}`);
-    }
-    await writeFile(join(tmp, 'build-info.json'), `${JSON.stringify(record, null, 2)}\n`);
+    const record = await step({ tmp, deadline, log });
+    await writeFile(join(tmp, 'build-info.json'), `${JSON.stringify({ key, ...info, ...record, builtAt: new Date().toISOString() }, null, 2)}\n`);
     try {
       await rename(tmp, dir);
     } catch (err) {

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AgentPackage } from '../schema/v1alpha1/index.js';
-import { secretReferences, substituteSecrets, type SecretSource } from '../render/secrets.js';
+import { secretReferences, substituteSecrets, type SecretSource } from './secrets.js';
 
 /** Where an offered file comes from. */
 export type PackageSource =

@@ -4,27 +4,23 @@
 // .cache/k8s/kubectl-<k8s version>-<hash>/, and reuses them when present. kubectl has its own folder
 // and lock: the control plane never waits for it, and tests that need no kubectl never build it.
 //
-// Plain JavaScript (typed by build-binaries.d.mts) so that it runs both inside vitest (through
+// Plain JavaScript (typed by k8s-binaries.d.mts) so that it runs both inside vitest (through
 // test/harness/kube/binaries.ts) and standalone with Node 20, which cannot run TypeScript:
 //
-//   node test/harness/kube/build-binaries.mjs      # what tools/k8s/build.sh runs; prints timings
+//   node tools/build/k8s-binaries.mjs      # what tools/k8s/build.sh runs; prints timings
 //
-// Locking, the temporary build folder and the rename into place are test/harness/go-build.mjs's
+// Locking, the temporary build folder and the rename into place are cached-build.mjs's
 // buildCached(): one builder at a time per cache key, and nobody ever sees half a binary.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { buildCached, findGo, runIfMain } from '../go-build.mjs';
+import { buildCached, findGo, GO_ENV, REPO_ROOT, runIfMain } from './cached-build.mjs';
 
-export { findGo };
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export { findGo, REPO_ROOT };
 export const TOOLS_DIR = join(REPO_ROOT, 'tools', 'k8s');
 export const CACHE_ROOT = join(REPO_ROOT, '.cache', 'k8s');
 const MODULES = /** @type {const} */ (['apiserver', 'etcd']);
 
-/** Go environment for every build: no cgo, no workspace, go.sum must already be complete, never fetch a toolchain. */
-const GO_ENV = { CGO_ENABLED: '0', GOWORK: 'off', GOFLAGS: '-mod=readonly -buildvcs=false', GOTOOLCHAIN: 'local' };
 const DEFAULT_BUILD_TIMEOUT_MS = 40 * 60_000;
 
 /** Versions as required in tools/k8s/{apiserver,etcd}/go.mod. */
@@ -154,7 +150,7 @@ let inProcess;
  * Resolves with the paths of kube-apiserver and etcd, building them first when they are not cached.
  * A cold build downloads ~1 GB of modules and compiles for several minutes: pre-build with
  * tools/k8s/build.sh on CI, and call this from a beforeAll/globalSetup with a generous timeout.
- * @param {import('./build-binaries.d.mts').EnsureOptions} [opts]
+ * @param {import('./k8s-binaries.d.mts').EnsureOptions} [opts]
  */
 export function ensureControlPlaneBinaries(opts = {}) {
   inProcess ??= doEnsure(opts).catch((err) => {
@@ -195,7 +191,7 @@ let kubectlInProcess;
  * Resolves with the path of kubectl (the version of the control plane; kustomize built in),
  * building it first when it is not cached (~2-3 min cold). Independent of the control plane's
  * build: its own cache folder and lock.
- * @param {import('./build-binaries.d.mts').EnsureOptions} [opts]
+ * @param {import('./k8s-binaries.d.mts').EnsureOptions} [opts]
  */
 export function ensureKubectlBinary(opts = {}) {
   kubectlInProcess ??= (async () => {
@@ -218,7 +214,7 @@ export function ensureKubectlBinary(opts = {}) {
   return kubectlInProcess;
 }
 
-// Standalone: `node test/harness/kube/build-binaries.mjs` (tools/k8s/build.sh): the control plane,
+// Standalone: `node tools/build/k8s-binaries.mjs` (tools/k8s/build.sh): the control plane,
 // then kubectl; prints both folders.
 runIfMain(
   import.meta.url,

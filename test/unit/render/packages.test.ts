@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AgentPackage, CollectorSpec } from '../../../src/schema/v1alpha1/index.js';
-import { combinePackages, packageSpecIssues, servePolicy, sourceAllowed, type PackagesCollector } from '../../../src/packages/desired.js';
+import { combinePackages, packageSpecIssues, servePolicy, sourceAllowed, type PackagesCollector } from '../../../src/render/packages.js';
 import { parsePackagePath, packageDownloadUrl } from '../../../src/fleet/packages.js';
 import { DesiredState, type CollectorInput } from '../../../src/render/index.js';
 

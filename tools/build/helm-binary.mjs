@@ -1,34 +1,25 @@
 // Builds helm (helm.sh/helm/v3/cmd/helm, a `tool` of the Go module in tools/helm) into
 // .cache/helm/<helm version>-<hash>/helm and reuses it when present.
 //
-// Plain JavaScript (typed by build-binaries.d.mts) so that it runs both inside vitest (through
+// Plain JavaScript (typed by helm-binary.d.mts) so that it runs both inside vitest (through
 // test/harness/helm/binaries.ts) and standalone with Node 20, which cannot run TypeScript:
 //
-//   node test/harness/helm/build-binaries.mjs      # what tools/helm/build.sh runs; prints timings
+//   node tools/build/helm-binary.mjs      # what tools/helm/build.sh runs; prints timings
 //
 // <hash> covers the Go sources of tools/helm (go.mod, go.sum, any *.go), the build flags, the Go
-// environment and os/arch (not the Go toolchain version: build-info.json records it). Locking, the temporary build folder and the rename into place are
-// test/harness/go-build.mjs's buildCached(): one builder at a time, and nobody sees half a binary.
+// environment and os/arch (not the Go toolchain version: build-info.json records it). Locking, the
+// temporary build folder and the rename into place are cached-build.mjs's buildCached(): one
+// builder at a time, and nobody sees half a binary.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { buildCached, findGo, runIfMain } from '../go-build.mjs';
+import { join } from 'node:path';
+import { buildCached, findGo, GO_ENV, REPO_ROOT, requiredVersion, runIfMain } from './cached-build.mjs';
 
-export { findGo };
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export { findGo, REPO_ROOT };
 export const TOOLS_DIR = join(REPO_ROOT, 'tools', 'helm');
 export const CACHE_ROOT = join(REPO_ROOT, '.cache', 'helm');
 
-/** Go environment for the build: no cgo, no workspace, go.sum must already be complete, never fetch a toolchain. */
-const GO_ENV = { CGO_ENABLED: '0', GOWORK: 'off', GOFLAGS: '-mod=readonly -buildvcs=false', GOTOOLCHAIN: 'local' };
 const DEFAULT_BUILD_TIMEOUT_MS = 30 * 60_000;
-
-function requiredVersion(goMod, modulePath) {
-  const esc = modulePath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-  const m = new RegExp(`^\\s*(?:require\\s+)?${esc}\\s+(v\\S+)`, 'm').exec(goMod);
-  return m ? m[1] : null;
-}
 
 /** helm's version, and the client-go version it is built against (which sets its default Kubernetes version), from tools/helm/go.mod. */
 export function helmVersions() {
@@ -91,7 +82,7 @@ let inProcess;
 /**
  * Resolves with the path of helm, building it first when it is not cached (a few minutes cold:
  * pre-build with tools/helm/build.sh on CI, and call this from a beforeAll with a generous timeout).
- * @param {import('./build-binaries.d.mts').EnsureOptions} [opts]
+ * @param {import('./helm-binary.d.mts').EnsureOptions} [opts]
  */
 export function ensureHelmBinary(opts = {}) {
   inProcess ??= (async () => {
@@ -114,5 +105,5 @@ export function ensureHelmBinary(opts = {}) {
   return inProcess;
 }
 
-// Standalone: `node test/harness/helm/build-binaries.mjs` (tools/helm/build.sh).
+// Standalone: `node tools/build/helm-binary.mjs` (tools/helm/build.sh).
 runIfMain(import.meta.url, 'helm-binary', ensureHelmBinary, (r) => ({ dirs: [r.dir], built: r.built }));

@@ -3,10 +3,10 @@
  * in the fleet, and the URL of the admin endpoint's `/v1/metrics` an agent can reach.
  */
 import { Counter } from 'prom-client';
-import type { ProcessFigures, AgentReport } from './metrics.js';
-import type { OtlpReceiverCounters, OwnMetricsSink, SinkResult } from './receiver.js';
-import { OTLP_METRICS_PATH } from './receiver.js';
-import type { OwnMetricsCredentials } from './credentials.js';
+import type { ProcessFigures, AgentReport } from '../otlp/metrics.js';
+import type { OtlpReceiverCounters, OwnMetricsSink, SinkResult } from '../otlp/receiver.js';
+import { OTLP_METRICS_PATH } from '../otlp/receiver.js';
+import type { OwnMetricsCredentials } from '../otlp/credentials.js';
 import { holderOf } from '../fleet/fleet.js';
 import { isLoopback } from '../api/access.js';
 import type { AgentConnection } from '../opamp/connection.js';
@@ -18,7 +18,7 @@ export interface ResourceStore {
 }
 
 /** The agent records the credential check reads (Fleet implements it): who holds a uid, and whether it is (or just was) connected. */
-export interface HolderStore<R extends { holder: string | null; connected: boolean } = { holder: string | null; connected: boolean }> {
+export interface HolderStore<R extends { session: { holder: string | null; connected: boolean } } = { session: { holder: string | null; connected: boolean } }> {
   get(uid: string): R | undefined;
   recentlyDisconnected(rec: R): boolean;
 }
@@ -30,7 +30,7 @@ export interface HolderStore<R extends { holder: string | null; connected: boole
  * within the grace after a disconnect); one report that fails makes the whole request kept nothing
  * (`forbidden`).
  */
-export function fleetSink<R extends { holder: string | null; connected: boolean }>(store: ResourceStore & Partial<HolderStore<R>>, credentials?: OwnMetricsCredentials): OwnMetricsSink {
+export function fleetSink<R extends { session: { holder: string | null; connected: boolean } }>(store: ResourceStore & Partial<HolderStore<R>>, credentials?: OwnMetricsCredentials): OwnMetricsSink {
   return {
     accept(reports: AgentReport[], token: string | null): SinkResult {
       let matched = 0;
@@ -49,8 +49,8 @@ export function fleetSink<R extends { holder: string | null; connected: boolean 
             unknown++;
             continue;
           }
-          const live = rec.connected || (store.recentlyDisconnected?.(rec) ?? false);
-          if (!live || token === null || !credentials.matches(token, r.instanceUid, rec.holder)) {
+          const live = rec.session.connected || (store.recentlyDisconnected?.(rec) ?? false);
+          if (!live || token === null || !credentials.matches(token, r.instanceUid, rec.session.holder)) {
             forbidden++;
             continue;
           }
