@@ -31,7 +31,8 @@ export interface TestBridge {
 export interface TestBridgeOptions {
   manifests?: Record<string, string>;
   maxMessageBytes?: number;
-  heartbeatIntervalSeconds?: number;
+  /** Default 1 (overrides the manifest); null: the manifest's (or the default 30). */
+  heartbeatIntervalSeconds?: number | null;
   pingIntervalMs?: number;
   sweepIntervalMs?: number;
   maxMessagesPerSecond?: number;
@@ -80,7 +81,7 @@ export async function startTestBridge(opts: TestBridgeOptions = {}): Promise<Tes
     httpPort: 0,
     host: '127.0.0.1',
     maxMessageBytes: opts.maxMessageBytes,
-    heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds ?? 1,
+    heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds === null ? undefined : (opts.heartbeatIntervalSeconds ?? 1),
     pingIntervalMs: opts.pingIntervalMs,
     maxMessagesPerSecond: opts.maxMessagesPerSecond,
     maxConnectionsPerSource: opts.maxConnectionsPerSource,

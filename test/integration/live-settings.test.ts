@@ -21,7 +21,7 @@ const post = (url: string, bytes: number) => fetch(url, { method: 'POST', header
 
 describe.skipIf(skip)('standalone mode: the OpAMPBridge applied live', () => {
   async function bridge(manifests: Record<string, string>): Promise<TestBridge> {
-    const b = await startTestBridge({ manifests });
+    const b = await startTestBridge({ manifests, heartbeatIntervalSeconds: null });
     cleanups.push(() => b.stop());
     return b;
   }
