@@ -78,38 +78,16 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`fleetbridge: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
     process.exit(2);
   }
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      options: {
-        manifests: { type: 'string' },
-        'opamp-port': { type: 'string' },
-        'http-port': { type: 'string' },
-        host: { type: 'string' },
-        'heartbeat-interval': { type: 'string' },
-        'max-message-bytes': { type: 'string' },
-        'watch-debounce-ms': { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        'metrics-auth': { type: 'string' },
-        'own-metrics-max-skew': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`fleetbridge: ${(err as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  if (!values.manifests) {
+  const values = flags(rest, [...SHARED_FLAGS, 'manifests', 'heartbeat-interval', 'max-message-bytes', 'watch-debounce-ms', 'admin-token-file']);
+  const manifests = values.manifests;
+  if (!manifests) {
     process.stderr.write(`fleetbridge: --manifests DIR is required\n\n${USAGE}`);
     process.exit(2);
   }
   const logger = createLogger();
-  const started = exitIfStartStalls('fleetbridge standalone');
-  let bridge;
-  try {
-    bridge = await startStandalone({
-      manifestsDir: resolve(values.manifests),
+  await runUntilSignal('fleetbridge standalone', 'Fleetbridge failed to start', logger, () =>
+    startStandalone({
+      manifestsDir: resolve(manifests),
       logger,
       opampPort: intFlag(values['opamp-port'], 'opamp-port'),
       httpPort: intFlag(values['http-port'], 'http-port'),
@@ -120,14 +98,23 @@ async function main(argv: string[]): Promise<void> {
       ...(values['admin-token-file'] ? { adminTokenFile: resolve(values['admin-token-file']) } : {}),
       metricsAuth: boolFlag(values['metrics-auth'], 'metrics-auth'),
       ownMetricsMaxSkewMs: secondsFlagMs(values['own-metrics-max-skew'], 'own-metrics-max-skew'),
-    });
+    }),
+  );
+}
+
+/** Starts a mode (exit 1 when it cannot start, or when starting stalls) and stops it on SIGTERM/SIGINT. */
+async function runUntilSignal(name: string, failure: string, logger: ReturnType<typeof createLogger>, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  const started = exitIfStartStalls(name);
+  let running: { stop(): Promise<void> };
+  try {
+    running = await start();
   } catch (err) {
-    logger.fatal({ err }, 'Fleetbridge failed to start');
+    logger.fatal({ err }, failure);
     process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
     process.exit(1);
   }
   started();
-  stopOnSignals(logger, () => bridge.stop());
+  stopOnSignals(logger, () => running.stop());
 }
 
 function stopOnSignals(logger: ReturnType<typeof createLogger>, stopFn: () => Promise<void>): void {
@@ -148,6 +135,20 @@ function stopOnSignals(logger: ReturnType<typeof createLogger>, stopFn: () => Pr
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** Flags both commands take. */
+const SHARED_FLAGS = ['opamp-port', 'http-port', 'host', 'metrics-auth', 'own-metrics-max-skew'] as const;
+
+/** The command's flags (all strings), or exit 2 with the usage. */
+function flags<K extends string>(args: string[], names: readonly K[]): Partial<Record<K, string>> {
+  const options = Object.fromEntries(names.map((n) => [n, { type: 'string' as const }]));
+  try {
+    return parseArgs({ args, options, strict: true }).values as Partial<Record<K, string>>;
+  } catch (err) {
+    process.stderr.write(`fleetbridge: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
 function inClusterNamespace(): string | undefined {
   if (process.env['POD_NAMESPACE']) return process.env['POD_NAMESPACE'];
   try {
@@ -158,28 +159,7 @@ function inClusterNamespace(): string | undefined {
 }
 
 async function operator(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        kubeconfig: { type: 'string' },
-        namespace: { type: 'string' },
-        bridge: { type: 'string' },
-        'opamp-port': { type: 'string' },
-        'http-port': { type: 'string' },
-        host: { type: 'string' },
-        'advertise-url': { type: 'string' },
-        'admin-auth': { type: 'string' },
-        'metrics-auth': { type: 'string' },
-        'own-metrics-max-skew': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`fleetbridge: ${(err as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
+  const values = flags(args, [...SHARED_FLAGS, 'kubeconfig', 'namespace', 'bridge', 'advertise-url', 'admin-auth']);
   const namespace = values.namespace ?? inClusterNamespace();
   if (!namespace) {
     process.stderr.write('fleetbridge: --namespace is required outside a cluster\n');
@@ -196,10 +176,8 @@ async function operator(args: string[]): Promise<void> {
   // Loaded only here: standalone mode never pays for the Kubernetes client.
   const { loadKubeConfig } = await import('./kube/client.js');
   const { startOperator } = await import('./bridge/operator.js');
-  const started = exitIfStartStalls('fleetbridge operator');
-  let running;
-  try {
-    running = await startOperator({
+  await runUntilSignal('fleetbridge operator', 'Fleetbridge operator failed to start', logger, () =>
+    startOperator({
       kc: loadKubeConfig(values.kubeconfig ?? process.env['KUBECONFIG']),
       namespace,
       bridgeName: values.bridge ?? process.env['FLEETBRIDGE_BRIDGE'] ?? 'fleetbridge',
@@ -211,14 +189,8 @@ async function operator(args: string[]): Promise<void> {
       adminAuth,
       metricsAuth,
       ownMetricsMaxSkewMs,
-    });
-  } catch (err) {
-    logger.fatal({ err }, 'Fleetbridge operator failed to start');
-    process.stderr.write(`fleetbridge: ${(err as Error).message}\n`);
-    process.exit(1);
-  }
-  started();
-  stopOnSignals(logger, () => running.stop());
+    }),
+  );
 }
 
 void main(process.argv.slice(2));

@@ -11,7 +11,8 @@ import { ConditionType, Reason, type ConditionInput } from '../controller/condit
 import { API_GROUP, API_VERSION, OpAMPBridgeSpec, type Condition, type OpAMPBridge } from '../schema/v1alpha1/index.js';
 import { errorText, statusOf, type makeClients } from './client.js';
 import { ResilientInformer } from './informer.js';
-import { BRIDGES, type BridgeReport, type BridgeTotals } from './status-writer.js';
+import type { BridgeTotals } from '../fleet/totals.js';
+import { BRIDGES, type BridgeReport } from './status-writer.js';
 
 export type BridgeResource = KubernetesObject & { spec?: unknown; status?: { conditions?: Condition[] } };
 

@@ -8,6 +8,7 @@ import { buildCollectorStatus } from '../controller/collector-status.js';
 import { collectorIssues, type CollectorEntry, type FleetFigures } from '../controller/collector-views.js';
 import { Reason, setCondition, type ConditionInput } from '../controller/conditions.js';
 import { WorkQueue } from '../controller/workqueue.js';
+import type { BridgeTotals } from '../fleet/totals.js';
 import type { DesiredState } from '../render/index.js';
 import { API_GROUP, API_VERSION, GROUP_VERSION, type Condition } from '../schema/v1alpha1/index.js';
 import { MERGE_PATCH, errorText, statusOf, type makeClients } from './client.js';
@@ -15,16 +16,6 @@ import type { EventRecorder } from './events.js';
 import { COLLECTORS, type CollectorResource } from './reconciler.js';
 
 export const BRIDGES = 'opampbridges';
-
-export interface BridgeTotals {
-  connected: number;
-  healthy: number;
-  unhealthy: number;
-  applied: number;
-  failed: number;
-  unbound: number;
-  staleCredentials: number;
-}
 
 /** What the OpAMPBridge's status says besides the agent totals (kube/bridge-settings.ts). */
 export interface BridgeReport {

@@ -191,47 +191,16 @@ function formatFloat(n: number): string {
   return String(n);
 }
 
-const goNull: ScalarTag = {
-  identify: (v) => v === null || v === undefined,
-  default: true,
-  tag: `${YAML}null`,
-  test: kindTest('null'),
-  resolve: () => new Scalar(null),
-  stringify: () => 'null',
-};
-const goBool: ScalarTag = {
-  identify: (v) => typeof v === 'boolean',
-  default: true,
-  tag: `${YAML}bool`,
-  test: kindTest('bool'),
-  resolve: resolveAs('bool'),
-  stringify: ({ value }) => (value ? 'true' : 'false'),
-};
-const goInt: ScalarTag = {
-  identify: (v) => typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v)),
-  default: true,
-  tag: `${YAML}int`,
-  test: kindTest('int'),
-  resolve: resolveAs('int'),
-  // Integers beyond ±1e21 print with an exponent: Go reads those as floats of the same value.
-  stringify: ({ value }) => (Object.is(value, -0) ? '0' : String(value)),
-};
-const goFloat: ScalarTag = {
-  identify: (v) => typeof v === 'number',
-  default: true,
-  tag: `${YAML}float`,
-  test: kindTest('float'),
-  resolve: resolveAs('float'),
-  stringify: ({ value }) => formatFloat(value as number),
-};
-const goTimestamp: ScalarTag = {
-  identify: (v) => v instanceof Date,
-  default: true,
-  tag: `${YAML}timestamp`,
-  test: kindTest('timestamp'),
-  resolve: resolveAs('timestamp'),
-  stringify: ({ value }) => (value as Date).toISOString(),
-};
+/** A scalar tag that reads plain scalars the way Go's yaml.v3 reads this kind. */
+function goTag(kind: GoScalar['kind'], identify: ScalarTag['identify'], stringify: ScalarTag['stringify'], resolve: ScalarTag['resolve'] = resolveAs(kind)): ScalarTag {
+  return { identify, default: true, tag: `${YAML}${kind}`, test: kindTest(kind), resolve, stringify };
+}
+const goNull = goTag('null', (v) => v === null || v === undefined, () => 'null', () => new Scalar(null));
+const goBool = goTag('bool', (v) => typeof v === 'boolean', ({ value }) => (value ? 'true' : 'false'));
+// Integers beyond ±1e21 print with an exponent: Go reads those as floats of the same value.
+const goInt = goTag('int', (v) => typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v)), ({ value }) => (Object.is(value, -0) ? '0' : String(value)));
+const goFloat = goTag('float', (v) => typeof v === 'number', ({ value }) => formatFloat(value as number));
+const goTimestamp = goTag('timestamp', (v) => v instanceof Date, ({ value }) => (value as Date).toISOString());
 /**
  * Only for quoting on output: a string "<<" and YAML 1.1 booleans (yes/no/on/off/y/n), which
  * YAML 1.1 readers (and yaml.v3's own encoder) treat as special, are always written quoted.
