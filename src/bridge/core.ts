@@ -361,6 +361,7 @@ export class BridgeCore {
   #loadTokens(spec: OpAMPBridgeSpec): void {
     if (!this.#bearer) return;
     this.#bearerProblems = this.#bearer.setSources(this.#o.tokenSources(spec));
+    this.#o.metrics.secretReloads.inc({ use: 'bearer_tokens', outcome: this.#bearerProblems.length > 0 ? 'error' : 'ok' });
     for (const problem of this.#bearerProblems) this.#log.warn({ problem }, 'Bearer tokens: a token Secret is not usable');
   }
 
@@ -370,8 +371,10 @@ export class BridgeCore {
       if (typeof m !== 'object') throw new Error(m ?? 'no certificate');
       (which === 'opamp' ? this.opamp : this.admin).setTls(m);
       this.#log.info({ endpoint: which }, 'Reloaded TLS certificates');
+      this.#o.metrics.secretReloads.inc({ use: `${which}_tls`, outcome: 'ok' });
       return true;
     } catch (err) {
+      this.#o.metrics.secretReloads.inc({ use: `${which}_tls`, outcome: 'error' });
       this.#log.error({ endpoint: which, err: (err as Error).message }, 'Cannot reload TLS certificates; serving the previous ones');
       return false;
     }

@@ -15,6 +15,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     protocolErrors: counter('fleetbridge_opamp_protocol_errors_total', 'Malformed or refused messages and requests, by transport and error code', ['transport', 'code'] as const),
     unsupportedRequests: counter('fleetbridge_opamp_unsupported_requests_total', 'Agent requests this server does not serve, refused explicitly, by kind: connection_settings_request (a client certificate asked for), custom_message', ['kind'] as const),
     agentsRecentlyDisconnected: gauge('fleetbridge_agents_recently_disconnected', 'Agents that disconnected within the grace (two heartbeat intervals) and are no longer counted as connected, matched or applied'),
+    secretReloads: counter('fleetbridge_secret_reloads_total', "Reloads of what the bridge reads from its own Secrets, by use (bearer_tokens, opamp_tls, admin_tls) and outcome (ok; error: the Secret is missing or unusable, and the previous material keeps serving)", ['use', 'outcome'] as const),
     configRepushes: counter('fleetbridge_config_repushes_total', 'Remote configs pushed once more because the agent reported them APPLIED but its effective config lacked them'),
     configPushes: counter('fleetbridge_config_pushes_total', 'Remote configs sent to agents', ['transport'] as const),
     configApplyFailures: counter('fleetbridge_config_apply_failures_total', 'Remote config statuses FAILED reported by agents'),

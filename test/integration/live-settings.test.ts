@@ -7,6 +7,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { goMissingReason, startGoAgent, type GoAgent } from '../harness/go-agent.js';
 import { collectorYaml, startTestBridge, type TestBridge } from '../harness/standalone.js';
 import { skipUnlessOnCi } from '../harness/tools.js';
+import { RawWsAgent } from '../harness/raw-agent.js';
+import { AgentCapabilities as C } from '../../src/opamp/messages.js';
 
 const skip = skipUnlessOnCi('live-settings.test', goMissingReason());
 const WAIT = { timeout: 20_000, interval: 100 };
@@ -52,6 +54,18 @@ describe.skipIf(skip)('standalone mode: the OpAMPBridge applied live', () => {
     await vi.waitFor(async () => expect((await post(b.opampHttpUrl, 10)).status).toBe(404), WAIT);
     // The new path answers: HTTP is off there, as the manifest now says.
     expect((await post(moved, 10)).status).toBe(405);
+  });
+
+  it('offers new own-telemetry destinations to connected agents that report that signal', async () => {
+    const b = await bridge({ 'bridge.yaml': bridgeYaml({ ownTelemetry: { logs: { endpoint: 'http://127.0.0.1:4318/v1/logs' } } }) });
+    const a = await RawWsAgent.connect(b.opampWsUrl);
+    cleanups.push(async () => a.terminate());
+    a.send({ capabilities: C.ReportsStatus | C.ReportsOwnLogs | C.AcceptsOpAMPConnectionSettings, agentDescription: { identifyingAttributes: [{ key: 'service.name', value: { stringValue: 'raw' } }] } });
+    const logsEndpoint = () => a.received.map((m) => m.connectionSettings?.ownLogs?.destinationEndpoint).filter(Boolean).at(-1);
+    await vi.waitFor(() => expect(logsEndpoint()).toBe('http://127.0.0.1:4318/v1/logs'), WAIT);
+    await b.writeManifest('bridge.yaml', bridgeYaml({ ownTelemetry: { logs: { endpoint: 'http://127.0.0.1:4319/v1/logs' } } }));
+    await vi.waitFor(() => expect(logsEndpoint()).toBe('http://127.0.0.1:4319/v1/logs'), WAIT);
+    expect(a.ws.readyState).toBe(a.ws.OPEN);
   });
 
   it('reports that turning TLS on needs a restart, and keeps serving plain text meanwhile', async () => {
