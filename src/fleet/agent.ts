@@ -136,7 +136,7 @@ export interface SettingsGroup {
   /** Set when the agent was found to need no connection-settings offer (under this epoch and capabilities). */
   noOffer: { epoch: number; capabilities: number } | null;
   /** What the agent last reported about connection settings (agents with ReportsConnectionSettingsStatus). */
-  reported: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
+  reported: { hash: string | null; status: RemoteConfigState; errorMessage: string } | null;
   /**
    * The agent may have lost the settings it was offered (new to us, or restarted without state) until
    * an offer is judged. Kept as state: whether a restart lost state is known only at the restart.

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { CredentialPolicy } from '../opamp/bearer-auth.js';
+import type { TransportName } from '../opamp/connection.js';
 import type { DesiredState } from '../render/index.js';
 import { Redactor } from '../render/redact.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -109,7 +110,7 @@ export class FleetContext {
   /** Bumped when what connection-settings offers are made of may have changed (see Fleet.reofferConnectionSettings). */
   settingsEpoch = 0;
   /** Per-transport children of the message counters, bound once (a labelled inc hashes its labels every time). */
-  readonly counters: Record<'websocket' | 'http', { received: Counter; sent: Counter }>;
+  readonly counters: Record<TransportName, { received: Counter; sent: Counter }>;
   /** Lines agents can cause (refusals, one agent's error): about one a second each. */
   readonly logBudget: LogBudget;
   /** Timings the constructor derived from the heartbeat (re-derived when it changes). */

@@ -2,10 +2,10 @@
  * JSON shapes served by the admin HTTP API (`/api/v1/...`). These are a public contract:
  * the web page, tests and users' scripts read them. Add fields; never rename or remove one.
  */
-import type { VerifiedIdentity } from '../opamp/connection.js';
+import type { RemoteConfigState, TransportName, VerifiedIdentity } from '../opamp/connection.js';
 
-export type RemoteConfigState = 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED';
-export type Transport = 'websocket' | 'http';
+export type { RemoteConfigState };
+export type Transport = TransportName;
 
 export interface ComponentHealthView {
   healthy: boolean;
@@ -74,7 +74,7 @@ export interface AgentView {
    */
   connectionSettings: {
     offeredHash: string | null;
-    reported: { hash: string | null; status: 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED'; errorMessage: string } | null;
+    reported: { hash: string | null; status: RemoteConfigState; errorMessage: string } | null;
   } | null;
   /** Effective config as reported by the agent: file name → body (UTF-8) and content type. */
   effectiveConfig: Record<string, { body: string; contentType: string }> | null;

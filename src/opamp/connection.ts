@@ -1,6 +1,8 @@
 import type { ServerToAgentProps } from './messages.js';
 
 export type TransportName = 'websocket' | 'http';
+/** OpAMP RemoteConfigStatuses by name: what an agent reports of a remote config. */
+export type RemoteConfigState = 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED';
 
 /**
  * Who the server verified the peer to be, and how. What is known depends on the method:

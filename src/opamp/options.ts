@@ -4,14 +4,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { AgentConnection, AuthResult, VerifiedIdentity } from './connection.js';
+import type { AgentConnection, AuthResult, TransportName as Transport, VerifiedIdentity } from './connection.js';
 import type { OpampErrorCode } from './errors.js';
 import type { AgentToServer, ServerToAgentProps } from './messages.js';
 import type { TlsMaterial } from './tls.js';
 
 export const PROTOBUF_CONTENT_TYPE = 'application/x-protobuf';
 
-export type Transport = 'websocket' | 'http';
+export type { Transport };
 
 export interface OpampHandler {
   /** Returns the answer to the message. Never throws for bad peer input. */

@@ -322,11 +322,22 @@ describe.skipIf(skip)('secrets and credentials in operator mode', () => {
           const v = await view(sup.instanceUid).catch(() => null);
           throw new Error(`${err.message}\nagent view: ${JSON.stringify(v && { ...v, effectiveConfig: undefined, availableComponents: undefined }, null, 1)}\nsupervisor log tail:\n${sup.logs().slice(-6000)}`);
         });
-      // It took the heartbeat offer (its client restarts once for that) and then stays put.
-      await new Promise((r) => setTimeout(r, 4000));
-      const settled = connects();
-      await new Promise((r) => setTimeout(r, 4000));
-      expect(connects(), sup.logs().slice(-3000)).toBe(settled);
+      // It took the heartbeat offer (its client restarts once for that) and then stays put: the
+      // bridge receives four heartbeats (1 s apart) in a row without the Supervisor connecting again.
+      let settled = connects();
+      let from = BigInt((await view(sup.instanceUid)).sequenceNum);
+      await vi
+        .waitFor(
+          async () => {
+            const v = await view(sup.instanceUid);
+            if (connects() !== settled) [settled, from] = [connects(), BigInt(v.sequenceNum)];
+            expect(BigInt(v.sequenceNum) - from).toBeGreaterThanOrEqual(4n);
+          },
+          { timeout: 30_000, interval: 250 },
+        )
+        .catch((err: Error) => {
+          throw new Error(`${err.message}\nconnects: ${connects()}\n${sup.logs().slice(-3000)}`);
+        });
       expect(settled).toBeLessThanOrEqual(3);
 
       await core.replaceNamespacedSecret({ namespace: ns, name: 'agent-tokens', body: { metadata: { name: 'agent-tokens' }, stringData: { token: t3, previous: t2 } } });

@@ -66,10 +66,12 @@ describe('WorkQueue', () => {
 
   it('does not retry a TerminalError', async () => {
     let runs = 0;
-    const q = new WorkQueue({ name: 't', logger, baseDelayMs: 5, process: async () => { runs++; throw new TerminalError('bad spec'); } });
+    const outcomes: string[] = [];
+    const q = new WorkQueue({ name: 't', logger, baseDelayMs: 5, process: async () => { runs++; throw new TerminalError('bad spec'); }, onResult: (_k, outcome) => void outcomes.push(outcome) });
     q.add('k');
+    // idle() waits for scheduled retries too: it resolves once no key has a retry pending.
     await q.idle();
-    await new Promise((r) => setTimeout(r, 30));
+    expect(outcomes).toEqual(['terminal']);
     expect(runs).toBe(1);
   });
 
